@@ -1,0 +1,526 @@
+//! The MQTT side: one persistent QoS 1 session, batches committed before
+//! their messages are acknowledged.
+//!
+//! ```text
+//!  broker ──publish──▶ [poll task] ──channel (bounded)──▶ [batch task] ──▶ PostgreSQL
+//!     ▲                                                       │ commit
+//!     └──────────────────────── PUBACK ◀──────────────────────┘
+//! ```
+//!
+//! - The poll task only drives rumqttc's event loop and forwards publishes:
+//!   a task that both polls and acks can deadlock when the request channel
+//!   fills (rumqtt issue 1025).
+//! - The batch task decodes each message, resolves which patient each
+//!   reading belongs to, and closes a batch on size or age. It stores the
+//!   readings and the refusals in one transaction and acknowledges the
+//!   batch's messages only after that commit. If the database fails it
+//!   keeps the batch, retries with backoff, and acknowledges nothing: the
+//!   broker stops sending beyond its in-flight window, and a crash loses
+//!   nothing because unacknowledged messages are redelivered (the unique key
+//!   absorbs the duplicates).
+//! - A message that cannot be used is stored as rejected with its reason and
+//!   acknowledged, so one bad device never blocks the rest.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bedside_records::devices::{self, AssignmentPeriod};
+use bedside_vitals_store::liveness;
+use bedside_vitals_store::store::{self, NewReading, Rejected};
+use chrono::Utc;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use sqlx::PgPool;
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use crate::senml::{self, Format, Limits};
+
+/// Capacity of the channels between the MQTT event loop and the batch task
+/// (see `run`): above the largest in-flight window a broker grants (65,535
+/// is MQTT's own limit on packet ids).
+const QUEUE_CAPACITY: usize = 65_536;
+
+/// The topic filter for readings.
+pub const VITALS_FILTER: &str = "bedside/v1/devices/+/vitals";
+/// The topic filter for CBOR readings.
+pub const VITALS_CBOR_FILTER: &str = "bedside/v1/devices/+/vitals/cbor";
+/// The topic filter for device status (retained `online`, last will `offline`).
+pub const STATUS_FILTER: &str = "bedside/v1/devices/+/status";
+
+/// What a committed batch changed, for the alert engine and the live feeds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Committed {
+    /// The readings stored (redelivered duplicates included: evaluating twice is harmless).
+    pub readings: Vec<NewReading>,
+    /// Devices whose liveness changed: (device, its patient now, online).
+    pub liveness: Vec<(Uuid, Option<Uuid>, bool)>,
+}
+
+/// How the gateway connects and batches.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// Stable client id: the broker keeps this session's queue while we are away.
+    pub client_id: String,
+    /// Username.
+    pub username: String,
+    /// Password.
+    pub password: String,
+    /// A batch closes at this many messages. Must not exceed the broker's
+    /// in-flight window for this client (Mosquitto's `max_inflight_messages`),
+    /// since no message is acknowledged before its batch commits.
+    pub batch_messages: usize,
+    /// A batch closes when its oldest message has waited this long.
+    pub batch_age: Duration,
+    /// Payload and time limits for decoding.
+    pub limits: Limits,
+    /// Most bytes of a refused payload kept in `rejected_messages`.
+    pub rejected_payload_bytes: usize,
+}
+
+/// Whether the gateway is connected to the broker and able to store.
+#[derive(Debug, Clone)]
+pub struct Health {
+    connected: Arc<AtomicBool>,
+    storing: Arc<AtomicBool>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            connected: Arc::new(AtomicBool::new(false)),
+            // Until a commit fails there is no reason to think it would.
+            storing: Arc::new(AtomicBool::new(true)),
+        }
+    }
+}
+
+impl Health {
+    /// Connected to the broker and the last commit (if any) succeeded.
+    pub fn is_ready(&self) -> bool {
+        self.is_connected() && self.is_storing()
+    }
+    /// Whether the MQTT session is up.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+    /// Whether the last commit attempt succeeded.
+    pub fn is_storing(&self) -> bool {
+        self.storing.load(Ordering::Relaxed)
+    }
+    fn set_connected(&self, up: bool) {
+        self.connected.store(up, Ordering::Relaxed);
+    }
+    fn set(&self, ready: bool) {
+        self.storing.store(ready, Ordering::Relaxed);
+    }
+}
+
+/// The device id in a readings topic, if the topic is one.
+pub fn device_of(topic: &str) -> Option<Uuid> {
+    let rest = topic.strip_prefix("bedside/v1/devices/")?;
+    let (id, tail) = rest.split_once('/')?;
+    if tail != "vitals" && tail != "vitals/cbor" {
+        return None;
+    }
+    Uuid::parse_str(id).ok()
+}
+
+/// Runs the gateway until `shutdown` turns true, then flushes its batch.
+/// Each committed batch's readings are sent to `committed` when given.
+/// Connection and database failures are retried with backoff for as long
+/// as it runs; it never gives up on its own.
+pub async fn run(
+    settings: GatewaySettings,
+    db: PgPool,
+    health: Health,
+    mut shutdown: watch::Receiver<bool>,
+    committed: Option<mpsc::Sender<Committed>>,
+) {
+    let mut options = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
+    options
+        .set_keep_alive(Duration::from_secs(30))
+        .set_clean_session(false)
+        .set_credentials(&settings.username, &settings.password)
+        .set_manual_acks(true)
+        .set_max_packet_size(settings.limits.max_payload_bytes + 1024, 64 * 1024);
+    // Neither channel may fill: if the poll task waited on a full channel
+    // to the batch task while the batch task waited to queue acks for the
+    // event loop that only the poll task drains, both would stop (the shape
+    // of rumqtt issue 1025). The broker never has more than its in-flight
+    // window of unacknowledged messages out to us, which bounds both;
+    // QUEUE_CAPACITY is far above any window a broker grants.
+    let (client, mut eventloop) = AsyncClient::new(options, QUEUE_CAPACITY);
+    let (tx, rx) = mpsc::channel::<Publish>(QUEUE_CAPACITY);
+
+    let poll_client = client.clone();
+    let poll_health = health.clone();
+    let mut poll_shutdown = shutdown.clone();
+    let poller = tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let event = tokio::select! {
+                e = eventloop.poll() => e,
+                _ = stopped(&mut poll_shutdown) => return,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    backoff = Duration::from_millis(100);
+                    poll_health.set_connected(true);
+                    tracing::info!("connected to the MQTT broker");
+                    // Subscribing again on every connection is harmless with a
+                    // persistent session and needed when the broker lost it.
+                    for filter in [VITALS_FILTER, VITALS_CBOR_FILTER, STATUS_FILTER] {
+                        if let Err(error) = poll_client.try_subscribe(filter, QoS::AtLeastOnce) {
+                            tracing::error!(%error, "cannot queue the subscription");
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    if tx.send(publish).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    poll_health.set_connected(false);
+                    tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "MQTT connection failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    });
+
+    let mut batcher = Batcher {
+        settings,
+        db,
+        client,
+        health,
+        pending: Vec::new(),
+        opened: None,
+        rx,
+        committed,
+    };
+    batcher.run(&mut shutdown).await;
+    poller.abort();
+}
+
+/// Resolves once shutdown is signalled (holding no lock guard across awaits).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+struct Batcher {
+    settings: GatewaySettings,
+    db: PgPool,
+    client: AsyncClient,
+    health: Health,
+    pending: Vec<Publish>,
+    opened: Option<Instant>,
+    rx: mpsc::Receiver<Publish>,
+    committed: Option<mpsc::Sender<Committed>>,
+}
+
+impl Batcher {
+    async fn run(&mut self, shutdown: &mut watch::Receiver<bool>) {
+        loop {
+            let deadline = self.opened.map(|t| t + self.settings.batch_age);
+            let timer = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                message = self.rx.recv() => match message {
+                    Some(publish) => {
+                        self.opened.get_or_insert_with(Instant::now);
+                        self.pending.push(publish);
+                        if self.pending.len() >= self.settings.batch_messages {
+                            self.flush().await;
+                        }
+                    }
+                    None => break,
+                },
+                _ = timer => self.flush().await,
+                _ = stopped(shutdown) => break,
+            }
+        }
+        // Drain: store what we hold so the broker need not redeliver it.
+        self.flush().await;
+    }
+
+    /// Stores the pending batch (retrying while the database fails) and
+    /// then acknowledges its messages.
+    async fn flush(&mut self) {
+        if self.pending.is_empty() {
+            self.opened = None;
+            return;
+        }
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match commit(&self.db, &self.pending, &self.settings).await {
+                Ok((stored, changes)) => {
+                    self.health.set(true);
+                    tracing::debug!(messages = self.pending.len(), stored, "batch committed");
+                    // Committed readings go on to the alert engine and the live
+                    // feeds. A slow consumer slows ingest rather than losing
+                    // an alert; a gone one (shutdown) is ignored.
+                    if let Some(committed) = &self.committed
+                        && (!changes.readings.is_empty() || !changes.liveness.is_empty())
+                    {
+                        let _ = committed.send(changes).await;
+                    }
+                    break;
+                }
+                Err(error) => {
+                    self.health.set(false);
+                    tracing::error!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot store a batch; holding it");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        for publish in self.pending.drain(..) {
+            if let Err(error) = self.client.ack(&publish).await {
+                // The broker will redeliver; the unique key absorbs it.
+                tracing::warn!(%error, "cannot acknowledge a message");
+            }
+        }
+        self.opened = None;
+    }
+}
+
+/// Decodes, resolves and stores one batch in one transaction. Returns the
+/// number of new rows and the batch's readings.
+async fn commit(
+    db: &PgPool,
+    batch: &[Publish],
+    settings: &GatewaySettings,
+) -> Result<(u64, Committed), sqlx::Error> {
+    let received_at = Utc::now();
+    let device_ids: Vec<Uuid> = {
+        let mut ids: Vec<Uuid> = batch
+            .iter()
+            .filter_map(|p| device_of(&p.topic).or_else(|| status_device_of(&p.topic)))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    let history = devices::assignment_history(db, &device_ids)
+        .await
+        .map_err(|e| match e {
+            bedside_records::RecordsError::Database(e) => e,
+            other => sqlx::Error::Protocol(other.to_string()),
+        })?;
+    let mut periods: HashMap<Uuid, Vec<AssignmentPeriod>> = HashMap::new();
+    for (device, period) in history {
+        let entry = periods.entry(device).or_default();
+        entry.extend(period);
+    }
+    let mut readings = Vec::new();
+    let mut refusals: Vec<Rejected<'_>> = Vec::new();
+    let bounded = |payload: &[u8]| -> usize { payload.len().min(settings.rejected_payload_bytes) };
+    let refusal = |device_id: Option<Uuid>,
+                   topic,
+                   reason,
+                   detail: String,
+                   record_index: Option<i32>,
+                   payload| Rejected {
+        device_id,
+        topic,
+        reason,
+        detail,
+        record_index,
+        payload,
+    };
+    let mut announced: Vec<(Uuid, bool)> = Vec::new();
+    for publish in batch {
+        let payload = &publish.payload[..];
+        let kept = &payload[..bounded(payload)];
+        if let Some(device) = status_device_of(&publish.topic) {
+            match std::str::from_utf8(payload).map(|s| s.trim().to_ascii_lowercase()) {
+                Ok(s) if s == "online" => announced.push((device, true)),
+                Ok(s) if s == "offline" => announced.push((device, false)),
+                // An empty retained message clears the status: nothing to record.
+                Ok(s) if s.is_empty() => {}
+                _ => refusals.push(refusal(
+                    Some(device),
+                    &publish.topic,
+                    "malformed_status",
+                    "status is online or offline".into(),
+                    None,
+                    kept,
+                )),
+            }
+            continue;
+        }
+        let Some(device) = device_of(&publish.topic) else {
+            refusals.push(refusal(
+                None,
+                &publish.topic,
+                "unknown_topic",
+                String::new(),
+                None,
+                kept,
+            ));
+            continue;
+        };
+        let Some(device_periods) = periods.get(&device) else {
+            refusals.push(refusal(
+                Some(device),
+                &publish.topic,
+                "unknown_device",
+                String::new(),
+                None,
+                kept,
+            ));
+            continue;
+        };
+        let Some(format) = Format::detect(&publish.topic, payload) else {
+            refusals.push(refusal(
+                Some(device),
+                &publish.topic,
+                "malformed_payload",
+                "neither a JSON nor a CBOR array".into(),
+                None,
+                kept,
+            ));
+            continue;
+        };
+        match senml::decode(payload, format, received_at, &settings.limits) {
+            Err(error) => refusals.push(refusal(
+                Some(device),
+                &publish.topic,
+                error.reason.as_str(),
+                error.detail,
+                None,
+                kept,
+            )),
+            Ok(decoded) => {
+                for rejection in decoded.rejections {
+                    refusals.push(refusal(
+                        Some(device),
+                        &publish.topic,
+                        rejection.reason.as_str(),
+                        rejection.detail,
+                        i32::try_from(rejection.index).ok(),
+                        kept,
+                    ));
+                }
+                for reading in decoded.readings {
+                    match device_periods.iter().find(|p| p.contains(reading.time)) {
+                        Some(period) => readings.push(NewReading {
+                            time: reading.time,
+                            device_id: device,
+                            metric: reading.metric,
+                            patient_id: period.patient.0,
+                            value: reading.value,
+                        }),
+                        None => refusals.push(refusal(
+                            Some(device),
+                            &publish.topic,
+                            "unassigned_device",
+                            "no patient had the device at that time".into(),
+                            None,
+                            kept,
+                        )),
+                    }
+                }
+            }
+        }
+    }
+    // Every device that sent anything is alive; announcements set the status.
+    let heard: Vec<Uuid> = {
+        let mut heard: Vec<Uuid> = batch
+            .iter()
+            .filter_map(|p| device_of(&p.topic))
+            .filter(|d| periods.contains_key(d))
+            .collect();
+        heard.sort_unstable();
+        heard.dedup();
+        heard
+    };
+    let mut tx = db.begin().await?;
+    let stored = store::insert_batch(&mut *tx, &readings)
+        .await
+        .map_err(into_sqlx)?;
+    store::insert_rejected(&mut *tx, &refusals)
+        .await
+        .map_err(into_sqlx)?;
+    let mut liveness_changes: Vec<(Uuid, bool)> = liveness::seen(&mut *tx, &heard, received_at)
+        .await
+        .map_err(into_sqlx)?
+        .into_iter()
+        .map(|d| (d, true))
+        .collect();
+    for (device, online) in announced {
+        if !periods.contains_key(&device) {
+            continue; // not a registered device
+        }
+        if liveness::announce(&mut *tx, device, online, received_at)
+            .await
+            .map_err(into_sqlx)?
+        {
+            liveness_changes.push((device, online));
+        }
+    }
+    tx.commit().await?;
+    let current_patient = |device: &Uuid| {
+        periods
+            .get(device)
+            .and_then(|ps| ps.iter().find(|p| p.contains(received_at)))
+            .map(|p| p.patient.0)
+    };
+    let liveness = liveness_changes
+        .into_iter()
+        .map(|(d, online)| (d, current_patient(&d), online))
+        .collect();
+    for refused in &refusals {
+        tracing::debug!(reason = refused.reason, "reading refused");
+    }
+    Ok((stored, Committed { readings, liveness }))
+}
+
+/// The device id in a status topic.
+pub fn status_device_of(topic: &str) -> Option<Uuid> {
+    let id = topic
+        .strip_prefix("bedside/v1/devices/")?
+        .strip_suffix("/status")?;
+    Uuid::parse_str(id).ok()
+}
+
+fn into_sqlx(error: bedside_vitals_store::StoreError) -> sqlx::Error {
+    match error {
+        bedside_vitals_store::StoreError::Database(e) => e,
+        other => sqlx::Error::Protocol(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_ids_come_only_from_readings_topics() {
+        let id = Uuid::new_v4();
+        assert_eq!(
+            device_of(&format!("bedside/v1/devices/{id}/vitals")),
+            Some(id)
+        );
+        assert_eq!(
+            device_of(&format!("bedside/v1/devices/{id}/vitals/cbor")),
+            Some(id)
+        );
+        assert_eq!(device_of(&format!("bedside/v1/devices/{id}/status")), None);
+        assert_eq!(device_of("bedside/v1/devices/not-a-uuid/vitals"), None);
+        assert_eq!(device_of(&format!("other/{id}/vitals")), None);
+    }
+}

@@ -1,0 +1,253 @@
+//! Appointments in the database: booking (the exclusion constraint refuses
+//! double-booking, also between concurrent requests), listing, lifecycle
+//! transitions through [`crate::appointment::transition`], and the no-show sweep.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::appointment::{self, AppointmentStatus, TransitionContext};
+use crate::domain::{AppointmentKind, BoundedText};
+use crate::ids::{AppointmentId, PatientId, PractitionerId};
+
+/// An appointment with the names the pages show.
+#[derive(Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Appointment {
+    /// Id.
+    pub id: AppointmentId,
+    /// Patient.
+    pub patient_id: PatientId,
+    /// Patient's full name.
+    pub patient_name: String,
+    /// Clinician.
+    pub practitioner_id: PractitionerId,
+    /// Clinician's name.
+    pub practitioner_name: String,
+    /// Start (UTC).
+    pub starts_at: DateTime<Utc>,
+    /// End (UTC).
+    pub ends_at: DateTime<Utc>,
+    /// Video or in person.
+    pub kind: AppointmentKind,
+    /// Reason for the visit.
+    pub reason: String,
+    /// Lifecycle status.
+    pub status: AppointmentStatus,
+    /// When the visit started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the visit finished.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for Appointment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Appointment")
+            .field("id", &self.id)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Length of a visit in minutes: 5 to 480.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VisitLength(i64);
+
+impl VisitLength {
+    /// Parses a duration in minutes.
+    ///
+    /// # Errors
+    /// Outside 5–480 minutes.
+    pub fn parse(minutes: i64) -> Result<Self, crate::domain::InvalidInput> {
+        if (5..=480).contains(&minutes) {
+            Ok(Self(minutes))
+        } else {
+            Err(crate::domain::InvalidInput::new(
+                "duration_minutes",
+                "must be between 5 and 480 minutes",
+            ))
+        }
+    }
+    /// As a duration.
+    pub fn duration(self) -> Duration {
+        Duration::minutes(self.0)
+    }
+}
+
+/// A booking request, validated.
+#[derive(Debug, Clone)]
+pub struct NewAppointment {
+    /// Patient.
+    pub patient_id: PatientId,
+    /// Clinician.
+    pub practitioner_id: PractitionerId,
+    /// Start.
+    pub starts_at: DateTime<Utc>,
+    /// Length.
+    pub length: VisitLength,
+    /// Kind.
+    pub kind: AppointmentKind,
+    /// Reason.
+    pub reason: BoundedText,
+}
+
+const SELECT: &str =
+    "SELECT a.id, a.patient_id, p.given_name || ' ' || p.family_name AS patient_name,
+        a.practitioner_id, pr.name AS practitioner_name, a.starts_at, a.ends_at, a.kind, a.reason,
+        a.status, a.started_at, a.finished_at
+     FROM appointments a
+     JOIN patients p ON p.id = a.patient_id
+     JOIN practitioners pr ON pr.id = a.practitioner_id";
+
+/// Books an appointment.
+///
+/// # Errors
+/// [`crate::RecordsError::Overlap`] when the clinician is busy then,
+/// [`crate::RecordsError::NotFound`] for an unknown patient or practitioner.
+pub async fn book(db: &PgPool, new: &NewAppointment) -> crate::Result<Appointment> {
+    let id = AppointmentId::new();
+    sqlx::query(
+        "INSERT INTO appointments (id, patient_id, practitioner_id, starts_at, ends_at, kind, reason, status)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'booked')",
+    )
+    .bind(id)
+    .bind(new.patient_id)
+    .bind(new.practitioner_id)
+    .bind(new.starts_at)
+    .bind(new.starts_at + new.length.duration())
+    .bind(new.kind)
+    .bind(new.reason.as_str())
+    .execute(db)
+    .await?;
+    get(db, id).await
+}
+
+/// One appointment.
+///
+/// # Errors
+/// [`crate::RecordsError::NotFound`] when there is none.
+pub async fn get(db: &PgPool, id: AppointmentId) -> crate::Result<Appointment> {
+    sqlx::query_as::<_, Appointment>(sqlx::AssertSqlSafe(format!("{SELECT} WHERE a.id = $1")))
+        .bind(id)
+        .fetch_optional(db)
+        .await?
+        .ok_or(crate::RecordsError::NotFound("appointment"))
+}
+
+/// Which appointments to list; all optional, combined with AND.
+#[derive(Debug, Clone, Default)]
+pub struct AppointmentFilter {
+    /// Starting at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Starting before.
+    pub to: Option<DateTime<Utc>>,
+    /// With this clinician.
+    pub practitioner_id: Option<PractitionerId>,
+    /// With this patient.
+    pub patient_id: Option<PatientId>,
+}
+
+/// Appointments matching `filter`, by start time (at most 1000).
+///
+/// # Errors
+/// Fails when the database does.
+pub async fn list(db: &PgPool, filter: &AppointmentFilter) -> crate::Result<Vec<Appointment>> {
+    Ok(
+        sqlx::query_as::<_, Appointment>(sqlx::AssertSqlSafe(format!(
+            "{SELECT}
+         WHERE ($1::timestamptz IS NULL OR a.starts_at >= $1)
+           AND ($2::timestamptz IS NULL OR a.starts_at < $2)
+           AND ($3::uuid IS NULL OR a.practitioner_id = $3)
+           AND ($4::uuid IS NULL OR a.patient_id = $4)
+         ORDER BY a.starts_at, a.id
+         LIMIT 1000"
+        )))
+        .bind(filter.from)
+        .bind(filter.to)
+        .bind(filter.practitioner_id)
+        .bind(filter.patient_id)
+        .fetch_all(db)
+        .await?,
+    )
+}
+
+/// Moves an appointment to `to`, if its lifecycle allows it now.
+///
+/// # Errors
+/// [`crate::RecordsError::Transition`] when the lifecycle refuses,
+/// [`crate::RecordsError::NotFound`] for an unknown appointment.
+pub async fn transition(
+    db: &PgPool,
+    id: AppointmentId,
+    to: AppointmentStatus,
+    now: DateTime<Utc>,
+    no_show_grace: Duration,
+) -> crate::Result<Appointment> {
+    let mut tx = db.begin().await?;
+    let row: Option<(AppointmentStatus, DateTime<Utc>)> =
+        sqlx::query_as("SELECT status, starts_at FROM appointments WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let (from, starts_at) = row.ok_or(crate::RecordsError::NotFound("appointment"))?;
+    let next = appointment::transition(
+        from,
+        to,
+        TransitionContext {
+            starts_at,
+            now,
+            no_show_grace,
+        },
+    )?;
+    sqlx::query(
+        "UPDATE appointments SET status = $2, updated_at = $3,
+            arrived_at = CASE WHEN $2 = 'arrived' THEN $3 ELSE arrived_at END,
+            started_at = CASE WHEN $2 = 'in_progress' THEN $3 ELSE started_at END,
+            finished_at = CASE WHEN $2 = 'finished' THEN $3 ELSE finished_at END
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(next)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if next.is_final() {
+        // A visit that is over, cancelled or missed can no longer be joined,
+        // and the visit sessions its links gave out end with them.
+        sqlx::query(
+            "UPDATE join_links SET revoked_at = $2 WHERE appointment_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    get(db, id).await
+}
+
+/// Marks every still-booked appointment whose grace period has run out as
+/// a no-show, returning what changed so the caller can audit it.
+///
+/// # Errors
+/// Fails when the database does.
+pub async fn sweep_no_shows(
+    db: &PgPool,
+    now: DateTime<Utc>,
+    grace: Duration,
+) -> crate::Result<Vec<(AppointmentId, PatientId)>> {
+    Ok(sqlx::query_as(
+        "WITH missed AS (
+             UPDATE appointments SET status = 'no_show', updated_at = $1
+             WHERE status = 'booked' AND starts_at <= $2
+             RETURNING id, patient_id
+         ), closed AS (
+             UPDATE join_links SET revoked_at = $1
+             WHERE revoked_at IS NULL AND appointment_id IN (SELECT id FROM missed)
+         )
+         SELECT id, patient_id FROM missed",
+    )
+    .bind(now)
+    .bind(now - grace)
+    .fetch_all(db)
+    .await?)
+}

@@ -1,0 +1,111 @@
+//! Patient join links: an unguessable token bound to one appointment. Only
+//! its SHA-256 is stored; issuing a new link revokes the older ones. When a
+//! link may be used (from a lead time before the start until the end) is
+//! decided from the appointment by the caller, so a rescheduled visit moves
+//! its window with it.
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+
+use crate::ids::AppointmentId;
+
+/// A fresh token: 32 random bytes, URL-safe base64 (256 bits).
+fn new_token() -> String {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// Issues a new join token for `appointment`, revoking earlier ones.
+///
+/// # Errors
+/// [`crate::RecordsError::NotFound`] for an unknown appointment.
+pub async fn issue(db: &PgPool, appointment: AppointmentId) -> crate::Result<String> {
+    let token = new_token();
+    let mut tx = db.begin().await?;
+    // Serialise issues for one appointment, so at most one link is live.
+    let exists: Option<AppointmentId> =
+        sqlx::query_scalar("SELECT id FROM appointments WHERE id = $1 FOR UPDATE")
+            .bind(appointment)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if exists.is_none() {
+        return Err(crate::RecordsError::NotFound("appointment"));
+    }
+    sqlx::query(
+        "UPDATE join_links SET revoked_at = now() WHERE appointment_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(appointment)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO join_links (id, appointment_id, token_hash) VALUES ($1, $2, $3)")
+        .bind(uuid::Uuid::now_v7())
+        .bind(appointment)
+        .bind(hash(&token))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(token)
+}
+
+/// The link id and appointment of a live (unrevoked) token. The link id is
+/// the session id of the visit session it is exchanged for.
+///
+/// # Errors
+/// Fails when the database does.
+pub async fn resolve(
+    db: &PgPool,
+    token: &str,
+) -> crate::Result<Option<(uuid::Uuid, AppointmentId)>> {
+    Ok(lookup(db, token)
+        .await?
+        .filter(|l| l.live)
+        .map(|l| (l.id, l.appointment_id)))
+}
+
+/// A join link as found by its token, live or not.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct FoundLink {
+    /// The link (the session id of visit sessions it gives out).
+    pub id: uuid::Uuid,
+    /// Its appointment.
+    pub appointment_id: AppointmentId,
+    /// False once replaced by a newer link or closed with its visit.
+    pub live: bool,
+}
+
+/// Finds a link by its token, revoked ones included, so a patient holding
+/// the link of a cancelled or finished visit can be told so.
+///
+/// # Errors
+/// Fails when the database does.
+pub async fn lookup(db: &PgPool, token: &str) -> crate::Result<Option<FoundLink>> {
+    if token.len() > 128 {
+        return Ok(None);
+    }
+    Ok(sqlx::query_as(
+        "SELECT id, appointment_id, revoked_at IS NULL AS live FROM join_links WHERE token_hash = $1",
+    )
+    .bind(hash(token))
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Whether the link a visit session came from is still live.
+///
+/// # Errors
+/// Fails when the database does.
+pub async fn is_live(db: &PgPool, link: uuid::Uuid) -> crate::Result<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM join_links WHERE id = $1 AND revoked_at IS NULL)",
+    )
+    .bind(link)
+    .fetch_one(db)
+    .await?)
+}

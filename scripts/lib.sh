@@ -1,0 +1,143 @@
+# Shared shell helpers for scripts/start.sh and scripts/test.sh.
+# Sourced, not run. Everything here is idempotent.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else die "run as root (needed: $*)"; fi
+}
+
+APT_UPDATED=0
+# apt_need PACKAGE COMMAND_OR_PATH...: installs PACKAGE when any of the
+# commands or paths is missing.
+apt_need() {
+    local package="$1"; shift
+    local missing=0 probe
+    for probe in "$@"; do
+        if [[ "$probe" == /* ]]; then [ -e "$probe" ] || missing=1; else command -v "$probe" >/dev/null 2>&1 || missing=1; fi
+    done
+    [ "$missing" -eq 0 ] && return 0
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        say "apt-get update"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        APT_UPDATED=1
+    fi
+    say "installing $package"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" >/dev/null
+}
+
+pg_bin() {
+    local v
+    for v in 17 16 15; do
+        [ -x "/usr/lib/postgresql/$v/bin/$1" ] && { echo "/usr/lib/postgresql/$v/bin/$1"; return; }
+    done
+    command -v "$1" || die "PostgreSQL tool $1 not found"
+}
+
+# Common packages both scripts need.
+install_base_packages() {
+    apt_need ca-certificates /etc/ssl/certs
+    apt_need postgresql /usr/lib/postgresql
+    apt_need mosquitto mosquitto
+    apt_need mosquitto-clients mosquitto_pub
+    apt_need openssl openssl
+    apt_need procps pgrep
+    apt_need build-essential cc
+    apt_need pkg-config pkg-config
+}
+
+version_at_least() { [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -1)" = "$2" ]; }
+
+# Rust 1.88+ and Node.js 20.19+. Debian 12's own packages are older
+# (rustc 1.63, nodejs 18), so when missing or too old they come from their
+# projects: rustup for Rust, the official Node.js 20 binaries (checksum
+# verified) for Node.
+require_toolchains() {
+    [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+    if ! command -v cargo >/dev/null || ! version_at_least "$(rustc --version | awk '{print $2}')" 1.88.0; then
+        if command -v rustup >/dev/null; then
+            say "updating Rust with rustup"
+            rustup toolchain install stable --profile minimal && rustup default stable
+        else
+            say "installing Rust with rustup"
+            apt_need curl curl
+            curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component clippy,rustfmt
+            . "$HOME/.cargo/env"
+        fi
+    fi
+    version_at_least "$(rustc --version | awk '{print $2}')" 1.88.0 || die "Rust 1.88 or newer is needed"
+    if ! command -v node >/dev/null || ! version_at_least "$(node --version | tr -d v)" 20.19.0; then
+        install_node20
+    fi
+    version_at_least "$(node --version | tr -d v)" 20.19.0 || die "Node.js 20.19 or newer is needed"
+}
+
+install_node20() {
+    say "installing Node.js 20 (official binaries) into /usr/local"
+    apt_need curl curl
+    apt_need xz-utils xz
+    local arch base tarball tmp
+    case "$(uname -m)" in x86_64) arch=x64 ;; aarch64) arch=arm64 ;; *) die "no Node.js binaries for $(uname -m)" ;; esac
+    base="https://nodejs.org/dist/latest-v20.x"
+    tmp="$(mktemp -d)"
+    curl -fsSL "$base/SHASUMS256.txt" -o "$tmp/SHASUMS256.txt"
+    tarball="$(grep -o "node-v20[0-9.]*-linux-$arch.tar.xz" "$tmp/SHASUMS256.txt" | head -1)"
+    [ -n "$tarball" ] || die "cannot find the Node.js 20 download"
+    curl -fsSL "$base/$tarball" -o "$tmp/$tarball"
+    (cd "$tmp" && grep " $tarball\$" SHASUMS256.txt | sha256sum -c --quiet -) || die "Node.js download failed its checksum"
+    as_root tar -xJf "$tmp/$tarball" -C /usr/local --strip-components=1 --exclude=CHANGELOG.md --exclude=LICENSE --exclude=README.md
+    rm -rf "$tmp"
+    hash -r
+}
+
+# wait_for_port PORT SECONDS: true once something listens on 127.0.0.1:PORT.
+wait_for_port() {
+    local port="$1" deadline=$((SECONDS + $2))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+# start_postgres DIR PORT: a private cluster in DIR (initdb on first use),
+# run as the postgres user because PostgreSQL refuses root. Trust auth on
+# loopback only. Idempotent: a cluster already running in DIR is reused.
+start_postgres() {
+    local dir="$1" port="$2"
+    mkdir -p "$dir"
+    local owner=""
+    if [ "$(id -u)" -eq 0 ]; then owner=postgres; chown postgres:postgres "$dir"; fi
+    run_pg() { if [ -n "$owner" ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+    if [ ! -f "$dir/data/PG_VERSION" ]; then
+        say "initialising a private PostgreSQL cluster in $dir"
+        run_pg "$(pg_bin initdb)" -D "$dir/data" -U postgres --auth=trust -E UTF8 >/dev/null
+    fi
+    if run_pg "$(pg_bin pg_ctl)" -D "$dir/data" status >/dev/null 2>&1; then
+        return 0
+    fi
+    say "starting PostgreSQL on 127.0.0.1:$port"
+    run_pg "$(pg_bin pg_ctl)" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 ${PG_EXTRA_OPTS:-}" start >/dev/null \
+        || { cat "$dir/postgres.log" >&2; die "PostgreSQL did not start"; }
+}
+
+stop_postgres() {
+    local dir="$1"
+    [ -f "$dir/data/PG_VERSION" ] || return 0
+    if [ "$(id -u)" -eq 0 ]; then
+        runuser -u postgres -- "$(pg_bin pg_ctl)" -D "$dir/data" -m fast stop >/dev/null 2>&1 || true
+    else
+        "$(pg_bin pg_ctl)" -D "$dir/data" -m fast stop >/dev/null 2>&1 || true
+    fi
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()' 2>/dev/null \
+        || shuf -i 20000-60000 -n 1
+}

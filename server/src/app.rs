@@ -1,0 +1,496 @@
+//! Building and running the application: bind, serve, drain, close.
+//!
+//! [`Application::build`] connects the database, applies migrations when
+//! configured, and binds the HTTP and metrics listeners (port 0 works and
+//! the bound addresses are reported), so tests run exactly what `bedside
+//! serve` runs. [`Application::run`] serves until the shutdown future
+//! resolves, then stops accepting, lets in-flight requests finish within
+//! the configured grace, stops background tasks and closes the pool.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::routing::get;
+use bedside_signaling::{AppState, router};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::secrets;
+
+/// A built, bound, not yet running application.
+pub struct Application {
+    config: Config,
+    state: AppState,
+    registry: prometheus::Registry,
+    http: TcpListener,
+    metrics: TcpListener,
+}
+
+/// Opens the connection pool.
+///
+/// # Errors
+/// When the database cannot be reached.
+pub async fn connect(config: &Config) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(config.database.max_connections)
+        .acquire_timeout(Duration::from_secs(config.database.acquire_timeout_secs))
+        .connect(&config.database.url)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect to the database at {}",
+                crate::config::redacted_url(&config.database.url)
+            )
+        })
+}
+
+/// The whole schema: the records' migrations and the vitals store's, each
+/// crate owning its own (records from version 1, vitals from 1001).
+pub fn migrator() -> sqlx::migrate::Migrator {
+    let mut all: Vec<sqlx::migrate::Migration> =
+        bedside_records::MIGRATOR.iter().cloned().collect();
+    all.extend(bedside_vitals_store::MIGRATOR.iter().cloned());
+    all.sort_by_key(|m| m.version);
+    sqlx::migrate::Migrator::with_migrations(all)
+}
+
+/// Applies pending migrations.
+///
+/// # Errors
+/// When a migration fails or the applied history differs from the embedded one.
+pub async fn migrate(db: &PgPool) -> anyhow::Result<()> {
+    migrator()
+        .run(db)
+        .await
+        .context("database migration failed")?;
+    Ok(())
+}
+
+impl Application {
+    /// Connects, migrates (when configured) and binds.
+    ///
+    /// # Errors
+    /// Database, migration, secret-file or bind failures, each with context.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = connect(&config).await?;
+        if config.database.migrate_on_start {
+            migrate(&db).await?;
+        }
+        Self::build_with_pool(config, db).await
+    }
+
+    /// Binds with an existing pool (tests hand in their fresh database).
+    ///
+    /// # Errors
+    /// Secret-file or bind failures.
+    pub async fn build_with_pool(config: Config, db: PgPool) -> anyhow::Result<Self> {
+        let key = secrets::signing_key(&config)?;
+        let registry = prometheus::Registry::new();
+        let state = AppState::new(db.clone(), config.api_settings()?, &key, &registry);
+        let hook_config = config.clone();
+        state.set_devices_changed(std::sync::Arc::new(move || {
+            let (db, config) = (db.clone(), hook_config.clone());
+            Box::pin(async move {
+                crate::broker::sync(&db, &config)
+                    .await
+                    .map(|(_, reloaded)| reloaded)
+                    .map_err(|e| format!("{e:#}"))
+            })
+        }));
+        let http = TcpListener::bind(config.http.addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.http.addr))?;
+        let metrics = TcpListener::bind(config.metrics.addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.metrics.addr))?;
+        Ok(Self {
+            config,
+            state,
+            registry,
+            http,
+            metrics,
+        })
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The bound metrics address.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The shared state (tests use its keys and pool).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains and closes.
+    ///
+    /// # Errors
+    /// When a listener fails or TLS material cannot be loaded.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Application {
+            config,
+            state,
+            registry,
+            http,
+            metrics,
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let grace = Duration::from_secs(config.http.shutdown_grace_secs);
+
+        let ingest = if config.ingest.enabled {
+            Some(start_ingest(&config, &state, stop_rx.clone()).await?)
+        } else {
+            None
+        };
+
+        let sweeper = tokio::spawn(crate::app::no_show_sweeper(
+            state.clone(),
+            Duration::from_secs(config.visits.no_show_sweep_secs.max(1)),
+            stop_rx.clone(),
+        ));
+
+        let metrics_app = Router::new().route(
+            "/metrics",
+            get(move || {
+                let registry = registry.clone();
+                async move { bedside_signaling::metrics::render(&registry) }
+            }),
+        );
+        let metrics_server =
+            tokio::spawn(serve_plain(metrics, metrics_app, stopped(stop_rx.clone())));
+
+        let app = router(state.clone());
+        let http_server = match (&config.http.tls_cert, &config.http.tls_key) {
+            (Some(cert), Some(key)) => {
+                let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "cannot load TLS certificate {} and key {}",
+                            cert.display(),
+                            key.display()
+                        )
+                    })?;
+                let handle = axum_server::Handle::new();
+                let on_stop = handle.clone();
+                let mut rx = stop_rx.clone();
+                tokio::spawn(async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                    on_stop.graceful_shutdown(Some(grace));
+                });
+                let listener = http.into_std()?;
+                tokio::spawn(async move {
+                    axum_server::from_tcp_rustls(listener, tls)
+                        .handle(handle)
+                        .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+                        .await
+                        .map_err(anyhow::Error::from)
+                })
+            }
+            _ => tokio::spawn(serve_plain(http, app, stopped(stop_rx.clone()))),
+        };
+
+        shutdown.await;
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "shutting down: no new connections, draining requests"
+        );
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(grace + Duration::from_secs(1), async {
+            let _ = http_server.await;
+            let _ = metrics_server.await;
+            let _ = sweeper.await;
+            if let Some(tasks) = ingest {
+                for task in tasks {
+                    let _ = task.await;
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("requests still running after the grace period were cut off");
+        }
+        state.db().close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Prepares the vitals store (partitions for the retention window) and
+/// starts the device gateway and the hourly partition maintenance. The
+/// gateway reports into `/readyz` as `ingest`.
+async fn start_ingest(
+    config: &Config,
+    state: &AppState,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    use bedside_device_gateway::gateway::{self, GatewaySettings, Health};
+    let ingest = &config.ingest;
+    let retention = chrono::Duration::days(ingest.retention_days);
+    let ahead = chrono::Duration::days(ingest.partitions_ahead_days);
+    bedside_vitals_store::partitions::maintain(state.db(), chrono::Utc::now(), retention, ahead)
+        .await
+        .context("cannot prepare the vitals partitions")?;
+    let (host, port) = crate::config::mqtt_endpoint(&config.mqtt.url)?;
+    let settings = GatewaySettings {
+        host,
+        port,
+        client_id: ingest.client_id.clone(),
+        username: config.mqtt.username.clone(),
+        password: secrets::gateway_password(config)?,
+        batch_messages: ingest.batch_messages,
+        batch_age: Duration::from_millis(ingest.batch_age_ms),
+        limits: bedside_device_gateway::senml::Limits {
+            max_payload_bytes: ingest.max_payload_bytes,
+            max_records: ingest.max_records,
+            max_future: chrono::Duration::seconds(ingest.max_future_secs),
+            max_age: retention,
+        },
+        rejected_payload_bytes: ingest.rejected_payload_bytes,
+    };
+    let health = Health::default();
+    let check = health.clone();
+    state.add_readiness_check("ingest", std::sync::Arc::new(move || check.is_ready()));
+    let (committed_tx, committed_rx) = tokio::sync::mpsc::channel(64);
+    let gateway = tokio::spawn(gateway::run(
+        settings,
+        state.db().clone(),
+        health,
+        stop.clone(),
+        Some(committed_tx),
+    ));
+    let engine = tokio::spawn(alert_engine(state.clone(), committed_rx));
+    let silence = tokio::spawn(silence_watch(
+        state.clone(),
+        chrono::Duration::minutes(ingest.device_silence_minutes.max(1)),
+        chrono::Duration::minutes(ingest.escalate_unacknowledged_minutes.max(1)),
+        stop.clone(),
+    ));
+    let db = state.db().clone();
+    let maintenance_stop = stop;
+    let maintenance = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        tick.tick().await; // the first run happened above
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stopped(maintenance_stop.clone()) => return,
+            }
+            if let Err(error) = bedside_vitals_store::partitions::maintain(
+                &db,
+                chrono::Utc::now(),
+                retention,
+                ahead,
+            )
+            .await
+            {
+                tracing::error!(%error, "vitals partition maintenance failed; retrying in an hour");
+            }
+        }
+    });
+    Ok(vec![gateway, engine, silence, maintenance])
+}
+
+/// Feeds committed readings to the live hub and the alert engine, and the
+/// engine's committed transitions to the live hub. Ends when the gateway
+/// does (its sender is dropped).
+async fn alert_engine(
+    state: AppState,
+    mut committed: tokio::sync::mpsc::Receiver<bedside_device_gateway::gateway::Committed>,
+) {
+    use bedside_signaling::live::LiveEvent;
+    let settings = bedside_alerts::engine::EngineSettings::default();
+    while let Some(batch) = committed.recv().await {
+        for r in &batch.readings {
+            state.live().publish(LiveEvent::Sample {
+                patient: r.patient_id,
+                metric: r.metric,
+                value: r.value,
+                time: r.time,
+            });
+        }
+        let evaluated = async {
+            let mut events =
+                bedside_alerts::engine::on_readings(state.db(), &settings, &batch.readings).await?;
+            events.extend(bedside_alerts::engine::on_liveness(state.db(), &batch.liveness).await?);
+            Ok::<_, bedside_vitals_store::StoreError>(events)
+        };
+        match evaluated.await {
+            Ok(events) => {
+                for event in events {
+                    publish_alert(&state, event).await;
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "alert evaluation failed; the next readings evaluate again")
+            }
+        }
+    }
+}
+
+/// Every minute: alerts nobody acknowledged in time escalate, and devices
+/// silent for longer than the configured time are marked offline and raise
+/// their `offline:<device>` alert.
+async fn silence_watch(
+    state: AppState,
+    silence: chrono::Duration,
+    escalate_after: chrono::Duration,
+    stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped(stop.clone()) => return,
+        }
+        match bedside_alerts::engine::escalate_unacknowledged(state.db(), escalate_after).await {
+            Ok(events) => {
+                for event in events {
+                    publish_alert(&state, event).await;
+                }
+            }
+            Err(error) => tracing::warn!(%error, "escalation check failed"),
+        }
+        let now = chrono::Utc::now();
+        let silent =
+            match bedside_vitals_store::liveness::expire_silent(state.db(), now - silence).await {
+                Ok(devices) => devices,
+                Err(error) => {
+                    tracing::warn!(%error, "device silence check failed");
+                    continue;
+                }
+            };
+        let mut changes = Vec::new();
+        for device in silent {
+            let patient = bedside_records::devices::patient_at(
+                state.db(),
+                bedside_records::ids::DeviceId(device),
+                now,
+            )
+            .await
+            .ok()
+            .flatten();
+            changes.push((device, patient.map(|p| p.0), false));
+        }
+        match bedside_alerts::engine::on_liveness(state.db(), &changes).await {
+            Ok(events) => {
+                for event in events {
+                    publish_alert(&state, event).await;
+                }
+            }
+            Err(error) => tracing::error!(%error, "cannot raise offline alerts"),
+        }
+    }
+}
+
+/// Publishes a committed alert transition to the live hub.
+async fn publish_alert(state: &AppState, event: bedside_vitals_store::alerts::AlertEvent) {
+    match bedside_vitals_store::alerts::get(state.db(), event.alert_id).await {
+        Ok(Some(alert)) => state
+            .live()
+            .publish(bedside_signaling::live::LiveEvent::Alert {
+                patient: alert.patient_id,
+                event,
+            }),
+        Ok(None) => {}
+        Err(error) => tracing::error!(%error, "cannot load an alert to publish"),
+    }
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+async fn serve_plain(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("HTTP server failed")
+}
+
+/// Marks booked appointments whose grace period passed as no-shows, every
+/// `every`, auditing each change as the system.
+pub(crate) async fn no_show_sweeper(
+    state: AppState,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let grace = chrono::Duration::from_std(state.settings().no_show_grace)
+        .unwrap_or(chrono::Duration::minutes(15));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        match bedside_records::appointments::sweep_no_shows(state.db(), chrono::Utc::now(), grace)
+            .await
+        {
+            Ok(changed) => {
+                for (appointment, patient) in changed {
+                    tracing::info!(appointment = %appointment, "marked as no-show");
+                    let event = bedside_records::audit::AuditEvent {
+                        actor_id: None,
+                        actor_role: "system",
+                        patient_id: Some(patient),
+                        action: "appointment.no_show",
+                        resource: "no-show sweep",
+                        resource_path: "",
+                        outcome: bedside_records::audit::Outcome::Allowed,
+                        request_id: "no-show-sweep",
+                        client_addr: "-",
+                    };
+                    if let Err(error) = bedside_records::audit::record(state.db(), &event).await {
+                        tracing::error!(%error, "cannot audit a no-show");
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "no-show sweep failed; retrying next tick"),
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

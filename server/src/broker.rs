@@ -1,0 +1,89 @@
+//! Mosquitto's password and ACL files, regenerated from the database so
+//! they always list exactly the provisioned devices plus Bedside's gateway.
+//! Files are replaced atomically (write, then rename) so a broker reloading
+//! on SIGHUP never reads half a file.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::Context as _;
+use sqlx::PgPool;
+
+use crate::config::Config;
+use crate::secrets;
+
+/// Writes both files; returns their paths.
+///
+/// # Errors
+/// When the database or the file system fails.
+pub async fn write_files(
+    db: &PgPool,
+    config: &Config,
+) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let gateway_password = secrets::gateway_password(config)?;
+    let (passwords, acl) =
+        bedside_records::devices::broker_files(db, &config.mqtt.username, &gateway_password)
+            .await?;
+    let password_file = config.password_file();
+    let acl_file = config.acl_file();
+    replace(&password_file, &passwords)?;
+    replace(&acl_file, &acl)?;
+    Ok((password_file, acl_file))
+}
+
+/// Rewrites the files, then asks the broker to reload them when its pid
+/// file is configured and it is running. Returns what was done, for the
+/// operator, and whether a running broker was reloaded (so a new device can
+/// connect now).
+///
+/// # Errors
+/// As [`write_files`], or when the broker cannot be signalled.
+pub async fn sync(db: &PgPool, config: &Config) -> anyhow::Result<(String, bool)> {
+    let (password_file, acl_file) = write_files(db, config).await?;
+    let mut done = format!(
+        "wrote {} and {}",
+        password_file.display(),
+        acl_file.display()
+    );
+    match &config.mqtt.broker_pid_file {
+        // No pid file: the broker is not running and reads the files when it starts.
+        Some(pid_file) if !pid_file.exists() => {
+            done.push_str(
+                "; the broker is not running (no pid file), it reads them when it starts",
+            );
+        }
+        Some(pid_file) => {
+            let pid = fs::read_to_string(pid_file).with_context(|| {
+                format!("cannot read the broker's pid file {}", pid_file.display())
+            })?;
+            let pid = pid.trim();
+            anyhow::ensure!(
+                !pid.is_empty() && pid.chars().all(|c| c.is_ascii_digit()),
+                "{} holds no pid",
+                pid_file.display()
+            );
+            let status = tokio::process::Command::new("kill")
+                .args(["-HUP", pid])
+                .status()
+                .await?;
+            anyhow::ensure!(status.success(), "could not signal the broker (pid {pid})");
+            done.push_str(&format!("; reloaded the broker (pid {pid})"));
+            return Ok((done, true));
+        }
+        None => {}
+    }
+    Ok((done, false))
+}
+
+fn replace(path: &Path, contents: &str) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, contents).with_context(|| format!("cannot write {}", tmp.display()))?;
+    // Mosquitto, which may run as its own user, must read these; they hold hashes only.
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))?;
+    fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(())
+}

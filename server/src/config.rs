@@ -1,0 +1,645 @@
+//! Configuration: a TOML file plus environment overrides.
+//!
+//! Every field has a default that runs a local demo; the doc comment on each
+//! says why that default. The environment overrides the file with variables
+//! named `BEDSIDE_<SECTION>__<KEY>` (double underscore between section and
+//! key), e.g. `BEDSIDE_DATABASE__URL`, `BEDSIDE_HTTP__ADDR`; top-level keys
+//! are `BEDSIDE_<KEY>` (`BEDSIDE_PUBLIC_BASE_URL`, `BEDSIDE_DATA_DIR`).
+//! `bedside config print` shows the result with secrets redacted.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// A secret value: never printed, never logged.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// Whether it is unset.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "<unset>"
+        } else {
+            "<redacted>"
+        })
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(if self.0.is_empty() { "" } else { "<redacted>" })
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The URL people open (scheme, host, port; no path). Join links and
+    /// TOTP labels are built from it. Default: the local HTTP address.
+    pub public_base_url: String,
+    /// Where Bedside keeps files it generates: the token signing key, the
+    /// broker's password and ACL files. Default `./.bedside`, beside the
+    /// checkout, so a demo leaves nothing elsewhere.
+    pub data_dir: PathBuf,
+    /// PostgreSQL.
+    pub database: DatabaseConfig,
+    /// The main HTTP listener.
+    pub http: HttpConfig,
+    /// The Prometheus listener.
+    pub metrics: MetricsConfig,
+    /// The MQTT broker devices publish to.
+    pub mqtt: MqttConfig,
+    /// Tokens and sign-in.
+    pub auth: AuthConfig,
+    /// The clinic.
+    pub clinic: ClinicConfig,
+    /// Visits and join links.
+    pub visits: VisitsConfig,
+    /// Device readings: the MQTT gateway and the vitals store.
+    pub ingest: IngestConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            public_base_url: "http://127.0.0.1:8080".into(),
+            data_dir: PathBuf::from(".bedside"),
+            database: DatabaseConfig::default(),
+            http: HttpConfig::default(),
+            metrics: MetricsConfig::default(),
+            mqtt: MqttConfig::default(),
+            auth: AuthConfig::default(),
+            clinic: ClinicConfig::default(),
+            visits: VisitsConfig::default(),
+            ingest: IngestConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// PostgreSQL.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Connection URL. Default: the local server on the standard port,
+    /// database `bedside`, as the README's set-up creates it.
+    #[serde(serialize_with = "redact_url_password")]
+    pub url: String,
+    /// Pool size. 10 serves a clinic's staff (a request holds a connection
+    /// for milliseconds) while leaving PostgreSQL's default 100 for other nodes.
+    pub max_connections: u32,
+    /// Seconds to wait for a pooled connection before answering 503. Five is
+    /// longer than any healthy query and short enough to fail visibly.
+    pub acquire_timeout_secs: u64,
+    /// Apply pending migrations when `serve` starts. On by default for a
+    /// single node; turn off when a deploy step runs `bedside migrate`.
+    pub migrate_on_start: bool,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "postgres://postgres@127.0.0.1:5432/bedside".into(),
+            max_connections: 10,
+            acquire_timeout_secs: 5,
+            migrate_on_start: true,
+        }
+    }
+}
+
+fn redact_url_password<S: Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&redacted_url(url))
+}
+
+/// The URL with any password replaced by `<redacted>`.
+pub fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:<redacted>@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// The main HTTP listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listen address. Loopback by default: exposing Bedside is a decision
+    /// (with TLS) the operator makes.
+    pub addr: SocketAddr,
+    /// TLS certificate chain (PEM). With `tls_key`, Bedside serves HTTPS;
+    /// browsers grant camera and microphone only to secure pages.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// The built web client. Default `web-client/dist`, where the set-up builds it.
+    pub web_root: Option<PathBuf>,
+    /// Largest request body in bytes. 1 MiB holds the longest visit note
+    /// (100,000 characters, at most 400 KB of UTF-8) with room to spare;
+    /// nothing else the API takes comes close.
+    pub max_body_bytes: usize,
+    /// Sustained requests per second per client address. 50 is far above a
+    /// person clicking and well below what one client can flood with.
+    pub rate_limit_per_second: u32,
+    /// Burst above the sustained rate. A page load fires a dozen requests.
+    pub rate_limit_burst: u32,
+    /// Seconds to let in-flight requests finish at shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:8080".parse().expect("static address"),
+            tls_cert: None,
+            tls_key: None,
+            web_root: Some(PathBuf::from("web-client/dist")),
+            max_body_bytes: 1024 * 1024,
+            rate_limit_per_second: 50,
+            rate_limit_burst: 200,
+            shutdown_grace_secs: 20,
+        }
+    }
+}
+
+/// The Prometheus listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Listen address, separate from the API so it is never exposed with it.
+    pub addr: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:9090".parse().expect("static address"),
+        }
+    }
+}
+
+/// The MQTT broker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Broker URL (`mqtt://` or `mqtts://` for TLS). Default: the set-up's Mosquitto.
+    pub url: String,
+    /// Bedside's own broker account (the device gateway).
+    pub username: String,
+    /// Its password. When empty, one is generated into the data directory
+    /// on first use, so the broker files and the gateway always agree.
+    pub password: Secret,
+    /// Mosquitto password file Bedside regenerates on `devices provision`.
+    /// Default `<data_dir>/mosquitto/passwd`.
+    pub password_file: Option<PathBuf>,
+    /// Mosquitto ACL file Bedside regenerates. Default `<data_dir>/mosquitto/acl`.
+    pub acl_file: Option<PathBuf>,
+    /// Mosquitto's pid file. When set, Bedside sends the broker SIGHUP after
+    /// rewriting its files, so a new device can connect at once.
+    pub broker_pid_file: Option<PathBuf>,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            url: "mqtt://127.0.0.1:1883".into(),
+            username: "bedside-gateway".into(),
+            password: Secret::default(),
+            password_file: None,
+            acl_file: None,
+            broker_pid_file: None,
+        }
+    }
+}
+
+/// Tokens and sign-in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HMAC key for tokens (at least 32 bytes). When empty, a random key is
+    /// generated on first start into `<data_dir>/signing.key` and reused.
+    pub signing_key: Secret,
+    /// Token issuer.
+    pub issuer: String,
+    /// Token audience.
+    pub audience: String,
+    /// Access-token lifetime; at most 900 s (15 minutes) so a stolen token
+    /// is short-lived.
+    pub access_ttl_secs: u64,
+    /// Refresh-token lifetime: a working day, so staff sign in once a shift.
+    pub refresh_ttl_secs: u64,
+    /// Failed logins per account within the window before throttling.
+    /// Five stops guessing while forgiving typos.
+    pub login_max_failures_per_account: i64,
+    /// Failed logins per client address within the window (a clinic's staff
+    /// may share one NAT address, hence higher).
+    pub login_max_failures_per_client: i64,
+    /// The throttling window in seconds.
+    pub login_window_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            signing_key: Secret::default(),
+            issuer: "bedside".into(),
+            audience: "bedside-api".into(),
+            access_ttl_secs: 900,
+            refresh_ttl_secs: 12 * 3600,
+            login_max_failures_per_account: 5,
+            login_max_failures_per_client: 20,
+            login_window_secs: 900,
+        }
+    }
+}
+
+/// The clinic.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClinicConfig {
+    /// Name on pages and in authenticator apps.
+    pub name: String,
+    /// IANA time zone: days and times on pages are in it; storage is UTC.
+    pub time_zone: String,
+}
+
+impl Default for ClinicConfig {
+    fn default() -> Self {
+        Self {
+            name: "Bedside Clinic".into(),
+            time_zone: "Europe/Berlin".into(),
+        }
+    }
+}
+
+/// Visits and join links.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VisitsConfig {
+    /// Minutes before the start a join link opens: time for the device check
+    /// and the waiting room.
+    pub join_opens_before_minutes: u64,
+    /// Minutes after the start a still-booked patient becomes a no-show.
+    pub no_show_grace_minutes: u64,
+    /// How often the no-show sweep runs, in seconds.
+    pub no_show_sweep_secs: u64,
+    /// Version tag of the consent text; change it with the text so patients accept the new one.
+    pub consent_version: String,
+    /// The telemedicine consent text patients accept before a video visit.
+    pub consent_text: String,
+}
+
+impl Default for VisitsConfig {
+    fn default() -> Self {
+        Self {
+            join_opens_before_minutes: 15,
+            no_show_grace_minutes: 15,
+            no_show_sweep_secs: 60,
+            consent_version: "2026-01".into(),
+            consent_text: bedside_signaling::app::DEFAULT_CONSENT_TEXT.into(),
+        }
+    }
+}
+
+/// Device readings: the MQTT gateway and the vitals store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Run the device gateway in this process. On by default: one node
+    /// serves a clinic. Off for nodes that only serve pages.
+    pub enabled: bool,
+    /// The gateway's MQTT client id. Stable, so the broker keeps its
+    /// persistent session (and queues readings) while it restarts.
+    pub client_id: String,
+    /// A batch closes at this many messages. At most the broker's in-flight
+    /// window for the gateway (1000 in the shipped Mosquitto configuration),
+    /// since nothing is acknowledged before its batch commits; 500 keeps a
+    /// second batch filling while one commits.
+    pub batch_messages: usize,
+    /// A batch closes when its oldest message has waited this long (ms):
+    /// 50 ms bounds the delay a reading adds on its way to an alert.
+    pub batch_age_ms: u64,
+    /// Largest accepted payload in bytes; a SenML pack of a few readings is
+    /// under 1 KiB.
+    pub max_payload_bytes: usize,
+    /// Most records in one pack.
+    pub max_records: usize,
+    /// How far in the future a reading's time may be (device clocks drift), seconds.
+    pub max_future_secs: i64,
+    /// How long readings are kept, in days; older readings are refused on
+    /// arrival and their partitions dropped.
+    pub retention_days: i64,
+    /// How many days of partitions exist ahead of now.
+    pub partitions_ahead_days: i64,
+    /// Bytes of a refused payload kept for diagnosis.
+    pub rejected_payload_bytes: usize,
+    /// Minutes an open alert may wait for acknowledgement before its
+    /// severity rises one step (and again after as long, up to critical).
+    pub escalate_unacknowledged_minutes: i64,
+    /// Minutes without any message after which a device counts as offline
+    /// (besides its last will): home devices report every few minutes, so
+    /// half an hour of silence means it is off, unplugged or out of range.
+    pub device_silence_minutes: i64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            client_id: "bedside-gateway".into(),
+            batch_messages: 500,
+            batch_age_ms: 50,
+            max_payload_bytes: 64 * 1024,
+            max_records: 512,
+            max_future_secs: 300,
+            retention_days: 365,
+            partitions_ahead_days: 14,
+            rejected_payload_bytes: 4096,
+            device_silence_minutes: 30,
+            escalate_unacknowledged_minutes: 10,
+        }
+    }
+}
+
+/// Host and port of an `mqtt://host:port` URL.
+///
+/// # Errors
+/// Another scheme (TLS `mqtts://` is not supported yet), or no host.
+pub fn mqtt_endpoint(url: &str) -> anyhow::Result<(String, u16)> {
+    let rest = if let Some(rest) = url.strip_prefix("mqtt://") {
+        rest
+    } else if url.starts_with("mqtts://") {
+        anyhow::bail!(
+            "mqtt.url: mqtts:// (TLS to the broker) is not supported yet; use mqtt:// on a trusted network"
+        )
+    } else {
+        anyhow::bail!("mqtt.url must start with mqtt://")
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) => (
+            host,
+            port.parse::<u16>()
+                .map_err(|_| anyhow::anyhow!("mqtt.url: bad port {port:?}"))?,
+        ),
+        None => (rest, 1883),
+    };
+    anyhow::ensure!(!host.is_empty(), "mqtt.url has no host");
+    Ok((host.to_owned(), port))
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `tracing` filter, e.g. `info,bedside=debug`. `RUST_LOG` overrides it.
+    pub filter: String,
+    /// `pretty` for people, `json` for log collectors.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+            format: "pretty".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` when given (or `bedside.toml` when present),
+    /// then the environment.
+    ///
+    /// # Errors
+    /// A file that does not parse, an unknown key, or a value of the wrong type.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::new();
+        match file {
+            Some(path) => {
+                anyhow::ensure!(
+                    path.exists(),
+                    "configuration file {} does not exist",
+                    path.display()
+                );
+                figment = figment.merge(Toml::file(path));
+            }
+            None if Path::new("bedside.toml").exists() => {
+                figment = figment.merge(Toml::file("bedside.toml"))
+            }
+            None => {}
+        }
+        // Only variables that name a configuration key: other BEDSIDE_*
+        // variables (BEDSIDE_CONFIG, the test harness's) are not ours to
+        // refuse, while a typo inside a known section still is.
+        let known = Self::top_level_keys();
+        let env = Env::prefixed("BEDSIDE_").split("__").filter(move |key| {
+            // After `split("__")` sections are separated by dots; case is the variable's.
+            let key = key.as_str().to_lowercase();
+            let section = key.split('.').next().unwrap_or_default();
+            known.iter().any(|k| k == section)
+        });
+        let config: Config = figment
+            .merge(env)
+            .extract()
+            .context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn top_level_keys() -> Vec<String> {
+        match toml::Value::try_from(Config::default()) {
+            Ok(toml::Value::Table(table)) => table.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.auth.access_ttl_secs > 0 && self.auth.access_ttl_secs <= 900,
+            "auth.access_ttl_secs must be between 1 and 900"
+        );
+        anyhow::ensure!(
+            self.http.rate_limit_per_second > 0 && self.http.rate_limit_burst > 0,
+            "http rate limits must be positive"
+        );
+        anyhow::ensure!(
+            self.http.tls_cert.is_some() == self.http.tls_key.is_some(),
+            "set both http.tls_cert and http.tls_key, or neither"
+        );
+        anyhow::ensure!(
+            self.public_base_url.starts_with("http://")
+                || self.public_base_url.starts_with("https://"),
+            "public_base_url must start with http:// or https://"
+        );
+        self.time_zone()?;
+        if self.ingest.enabled {
+            mqtt_endpoint(&self.mqtt.url)?;
+            anyhow::ensure!(
+                self.ingest.batch_messages > 0,
+                "ingest.batch_messages must be positive"
+            );
+            anyhow::ensure!(
+                self.ingest.retention_days > 0,
+                "ingest.retention_days must be positive"
+            );
+        }
+        if !self.auth.signing_key.is_empty() {
+            anyhow::ensure!(
+                self.auth.signing_key.expose().len() >= 32,
+                "auth.signing_key must be at least 32 bytes"
+            );
+        }
+        Ok(())
+    }
+
+    /// The clinic's time zone.
+    ///
+    /// # Errors
+    /// When it is not an IANA zone name.
+    pub fn time_zone(&self) -> anyhow::Result<chrono_tz::Tz> {
+        self.clinic.time_zone.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "clinic.time_zone {:?} is not an IANA time zone",
+                self.clinic.time_zone
+            )
+        })
+    }
+
+    /// The Mosquitto password file path.
+    pub fn password_file(&self) -> PathBuf {
+        self.mqtt
+            .password_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("mosquitto/passwd"))
+    }
+
+    /// The Mosquitto ACL file path.
+    pub fn acl_file(&self) -> PathBuf {
+        self.mqtt
+            .acl_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("mosquitto/acl"))
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("# cannot render configuration: {e}"))
+    }
+
+    /// The HTTP-edge settings this configuration implies.
+    ///
+    /// # Errors
+    /// As [`Config::time_zone`].
+    pub fn api_settings(&self) -> anyhow::Result<bedside_signaling::Settings> {
+        use std::time::Duration;
+        let mut s = bedside_signaling::Settings::for_local(self.public_base_url.clone());
+        s.clinic_name = self.clinic.name.clone();
+        s.time_zone = self.time_zone()?;
+        s.token_issuer = self.auth.issuer.clone();
+        s.token_audience = self.auth.audience.clone();
+        s.access_ttl = Duration::from_secs(self.auth.access_ttl_secs);
+        s.refresh_ttl = Duration::from_secs(self.auth.refresh_ttl_secs);
+        s.join_opens_before = Duration::from_secs(self.visits.join_opens_before_minutes * 60);
+        s.no_show_grace = Duration::from_secs(self.visits.no_show_grace_minutes * 60);
+        s.login_max_failures_per_account = self.auth.login_max_failures_per_account;
+        s.login_max_failures_per_client = self.auth.login_max_failures_per_client;
+        s.login_window = Duration::from_secs(self.auth.login_window_secs);
+        s.rate_limit_per_second = self.http.rate_limit_per_second;
+        s.rate_limit_burst = self.http.rate_limit_burst;
+        s.max_body_bytes = self.http.max_body_bytes;
+        s.web_root = self.http.web_root.clone();
+        s.tls = self.http.tls_cert.is_some();
+        s.consent_version = self.visits.consent_version.clone();
+        s.consent_text = self.visits.consent_text.clone();
+        s.expected_migrations = crate::app::migrator()
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
+            .count();
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_passwords_when_printed() {
+        assert_eq!(
+            redacted_url("postgres://bedside:hunter2@db:5432/bedside"),
+            "postgres://bedside:<redacted>@db:5432/bedside"
+        );
+        assert_eq!(
+            redacted_url("postgres://postgres@127.0.0.1/bedside"),
+            "postgres://postgres@127.0.0.1/bedside"
+        );
+    }
+
+    #[test]
+    fn printed_configuration_hides_secrets() {
+        let mut config = Config::default();
+        config.auth.signing_key = Secret::from("k".repeat(40).as_str());
+        config.mqtt.password = Secret::from("mqtt-secret");
+        config.database.url = "postgres://u:db-secret@h/d".into();
+        let printed = config.to_redacted_toml();
+        assert!(
+            !printed.contains("kkkk")
+                && !printed.contains("mqtt-secret")
+                && !printed.contains("db-secret")
+        );
+        assert!(printed.contains("<redacted>"));
+        assert!(!format!("{config:?}").contains("mqtt-secret"));
+    }
+
+    #[test]
+    fn mqtt_urls_give_host_and_port() {
+        assert_eq!(
+            mqtt_endpoint("mqtt://127.0.0.1:1884").unwrap(),
+            ("127.0.0.1".into(), 1884)
+        );
+        assert_eq!(
+            mqtt_endpoint("mqtt://broker.clinic").unwrap(),
+            ("broker.clinic".into(), 1883)
+        );
+        assert!(mqtt_endpoint("mqtts://broker:8883").is_err());
+        assert!(mqtt_endpoint("http://broker").is_err());
+        assert!(mqtt_endpoint("mqtt://:1883").is_err());
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+}

@@ -1,0 +1,16 @@
+//! # bedside-sfu — the selective forwarding unit of video visits (not built yet)
+//!
+//! This crate will own the media plane of a video visit: one room of WebRTC
+//! peer connections per visit, built on the webrtc-rs project's sans-IO `rtc`
+//! core, with every connection sharing one UDP socket that the SFU
+//! demultiplexes itself (see `ARCHITECTURE.md` §3a). It will forward Opus and
+//! VP8 tracks between participants with per-subscriber SSRC, sequence number
+//! and timestamp rewriting, pick simulcast layers from each subscriber's
+//! bandwidth estimate, handle RTCP (PLI/FIR/NACK) and report per-participant
+//! statistics.
+//!
+//! It must not know about HTTP routes or SQL: signaling hands it SDP and ICE
+//! candidates, and it hands back answers, candidates and events.
+//!
+//! The video-visit issue fills this crate; until then it is deliberately empty
+//! rather than holding placeholder code.

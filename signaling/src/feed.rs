@@ -1,0 +1,617 @@
+//! The clinician's live feed at `/ws`: one WebSocket per tab, versioned
+//! JSON messages (documented in `docs/signaling.md`).
+//!
+//! 1. The client's first message is `hello` with its access token (browsers
+//!    cannot set headers on a WebSocket); anything else, or nothing within
+//!    10 s, is answered with an `error` and a close with a reason.
+//! 2. `subscribe` names patients. Each is checked with the same policy as
+//!    the REST routes (a related clinician or an admin) and audited; the
+//!    answer is a `snapshot`: latest values, live alerts and the alert
+//!    sequence number it is current to. A client that reconnects passes
+//!    `since_seq` and also receives every alert event it missed.
+//! 3. Then `sample`s (coalesced per patient and metric, at most four a
+//!    second) and `alert`s (each committed transition, never dropped).
+//!    A feed that falls behind the hub loses samples but catches up on
+//!    alerts from the database; one that falls behind too often is closed
+//!    with the reason `too_slow`.
+//! 4. `ack_alert` acknowledges an alert (audited); every feed watching that
+//!    patient then sees the `acknowledged` event.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use bedside_records::audit::{self, AuditEvent, Outcome};
+use bedside_records::ids::PatientId;
+use bedside_vitals_store::alerts::{self as alert_store, Alert, AlertEvent};
+use bedside_vitals_store::metric::Metric;
+use bedside_vitals_store::queries;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::{Caller, identify};
+use crate::extract::RequestMeta;
+use crate::live::LiveEvent;
+use crate::policy::{Access, decide};
+
+/// The protocol version this server speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+const SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
+const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+const MAX_SUBSCRIBED: usize = 200;
+/// How often an open feed checks that its session is still live.
+const SESSION_CHECK: Duration = Duration::from_secs(30);
+/// How many times a feed may lag behind the hub before it is closed.
+const MAX_LAGS: u32 = 10;
+
+/// Messages from the client.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// Authenticate.
+    Hello {
+        /// Protocol version the client speaks.
+        v: u32,
+        /// An access token.
+        token: String,
+    },
+    /// Watch patients; `since_seq` replays alert events after it.
+    Subscribe {
+        /// Patient ids.
+        patients: Vec<Uuid>,
+        /// The last alert sequence number the client saw.
+        since_seq: Option<i64>,
+    },
+    /// Stop watching patients.
+    Unsubscribe {
+        /// Patient ids.
+        patients: Vec<Uuid>,
+    },
+    /// Acknowledge an alert.
+    AckAlert {
+        /// The alert.
+        alert_id: Uuid,
+    },
+    /// Keep-alive.
+    Ping,
+}
+
+/// One latest value in a snapshot.
+#[derive(Debug, Serialize)]
+pub struct LatestValue {
+    metric: Metric,
+    value: f64,
+    unit: &'static str,
+    time: DateTime<Utc>,
+}
+
+/// A patient's part of a snapshot.
+#[derive(Debug, Serialize)]
+pub struct PatientSnapshot {
+    patient_id: Uuid,
+    latest: Vec<LatestValue>,
+}
+
+/// Messages to the client.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// Authenticated.
+    Welcome {
+        /// Protocol version.
+        v: u32,
+        /// `admin` or `clinician`.
+        role: &'static str,
+    },
+    /// The state of newly subscribed patients.
+    Snapshot {
+        /// Alert sequence number the snapshot is current to.
+        seq: i64,
+        /// Latest values per patient.
+        patients: Vec<PatientSnapshot>,
+        /// Live alerts of those patients.
+        alerts: Vec<Alert>,
+    },
+    /// A new reading (coalesced).
+    Sample {
+        /// Whose.
+        patient_id: Uuid,
+        /// What.
+        metric: Metric,
+        /// Value.
+        value: f64,
+        /// Canonical unit.
+        unit: &'static str,
+        /// When measured.
+        time: DateTime<Utc>,
+    },
+    /// A committed alert transition.
+    Alert {
+        /// Its sequence number.
+        seq: i64,
+        /// `opened`, `escalated`, `acknowledged` or `resolved`.
+        event: String,
+        /// The alert after the transition.
+        alert: Alert,
+    },
+    /// Answer to `ping`.
+    Pong,
+    /// Something was refused.
+    Error {
+        /// Stable code.
+        code: &'static str,
+        /// Human-readable.
+        message: String,
+    },
+}
+
+/// `GET /ws`: upgrades to the feed.
+pub(crate) async fn upgrade(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    ws: WebSocketUpgrade,
+) -> Response {
+    ws.max_message_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| async move { Feed::new(state, meta, socket).run().await })
+}
+
+struct Feed {
+    state: AppState,
+    meta: RequestMeta,
+    socket: WebSocket,
+    caller: Option<Caller>,
+    patients: BTreeSet<Uuid>,
+    pending_samples: BTreeMap<(Uuid, Metric), (f64, DateTime<Utc>)>,
+    last_seq: i64,
+}
+
+enum Flow {
+    Continue,
+    Close(&'static str),
+}
+
+impl Feed {
+    fn new(state: AppState, meta: RequestMeta, socket: WebSocket) -> Self {
+        Self {
+            state,
+            meta,
+            socket,
+            caller: None,
+            patients: BTreeSet::new(),
+            pending_samples: BTreeMap::new(),
+            last_seq: 0,
+        }
+    }
+
+    async fn send(&mut self, message: &ServerMessage) -> bool {
+        let text = serde_json::to_string(message).expect("server messages serialize");
+        self.socket.send(Message::Text(text.into())).await.is_ok()
+    }
+
+    async fn close(mut self, code: u16, reason: &'static str) {
+        let _ = self
+            .socket
+            .send(Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })))
+            .await;
+    }
+
+    async fn error(&mut self, code: &'static str, message: impl Into<String>) -> bool {
+        self.send(&ServerMessage::Error {
+            code,
+            message: message.into(),
+        })
+        .await
+    }
+
+    async fn run(mut self) {
+        // 1. hello
+        let hello = tokio::time::timeout(HELLO_TIMEOUT, self.socket.recv()).await;
+        let token = match hello {
+            Ok(Some(Ok(Message::Text(text)))) => match serde_json::from_str::<ClientMessage>(&text)
+            {
+                Ok(ClientMessage::Hello { v, token }) if v == PROTOCOL_VERSION => token,
+                Ok(ClientMessage::Hello { .. }) => {
+                    self.error(
+                        "unsupported_version",
+                        format!("this server speaks version {PROTOCOL_VERSION}"),
+                    )
+                    .await;
+                    return self.close(1002, "unsupported_version").await;
+                }
+                _ => {
+                    self.error(
+                        "hello_required",
+                        "the first message must be hello with a token",
+                    )
+                    .await;
+                    return self.close(1008, "hello_required").await;
+                }
+            },
+            _ => {
+                self.error("hello_required", "no hello within 10 seconds")
+                    .await;
+                return self.close(1008, "hello_required").await;
+            }
+        };
+        let caller = match identify(&self.state, &token).await {
+            Ok(identity) => identity.0.ok(),
+            Err(_) => None,
+        };
+        let Some(caller @ Caller::Staff { role, .. }) = caller else {
+            self.audit(None, None, "feed.connect", Outcome::Denied)
+                .await;
+            self.error("unauthenticated", "sign in again").await;
+            return self.close(1008, "unauthenticated").await;
+        };
+        self.caller = Some(caller);
+        if !self
+            .send(&ServerMessage::Welcome {
+                v: PROTOCOL_VERSION,
+                role: role.as_str(),
+            })
+            .await
+        {
+            return;
+        }
+        // 2./3. messages, hub events and the sample timer
+        let mut hub = self.state.live().subscribe();
+        let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
+        // A socket outlives its 15-minute token; it stays open only while
+        // the session behind the token does (logout and deactivation end it).
+        let mut session_check = tokio::time::interval(SESSION_CHECK);
+        session_check.tick().await;
+        let mut lags = 0u32;
+        loop {
+            let flow = tokio::select! {
+                incoming = self.socket.recv() => match incoming {
+                    Some(Ok(Message::Text(text))) => self.handle(&text).await,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => Flow::Continue,
+                },
+                event = hub.recv() => match event {
+                    Ok(event) => self.on_event(&event).await,
+                    Err(RecvError::Lagged(_)) => {
+                        lags += 1;
+                        if lags > MAX_LAGS {
+                            Flow::Close("too_slow")
+                        } else {
+                            self.catch_up().await
+                        }
+                    }
+                    Err(RecvError::Closed) => Flow::Close("shutting_down"),
+                },
+                _ = tick.tick() => self.flush_samples().await,
+                _ = session_check.tick() => self.check_session().await,
+            };
+            match flow {
+                Flow::Continue => {}
+                Flow::Close(reason) => {
+                    self.error(reason, "the feed is closing; reconnect").await;
+                    return self.close(1008, reason).await;
+                }
+            }
+        }
+    }
+
+    async fn check_session(&mut self) -> Flow {
+        let Some(Caller::Staff { session, .. }) = self.caller else {
+            return Flow::Close("session_ended");
+        };
+        match bedside_records::auth_state::session_is_live(self.state.db(), session).await {
+            Ok(true) => Flow::Continue,
+            Ok(false) => Flow::Close("session_ended"),
+            // A database hiccup does not end a clinician's feed.
+            Err(_) => Flow::Continue,
+        }
+    }
+
+    async fn handle(&mut self, text: &str) -> Flow {
+        let message = match serde_json::from_str::<ClientMessage>(text) {
+            Ok(m) => m,
+            Err(e) => {
+                let ok = self
+                    .error(
+                        "malformed_message",
+                        format!(
+                            "not a feed message: {}",
+                            e.to_string().split(" at line").next().unwrap_or("")
+                        ),
+                    )
+                    .await;
+                return if ok {
+                    Flow::Continue
+                } else {
+                    Flow::Close("send_failed")
+                };
+            }
+        };
+        let ok = match message {
+            ClientMessage::Hello { .. } => {
+                self.error("already_authenticated", "hello was already accepted")
+                    .await
+            }
+            ClientMessage::Ping => self.send(&ServerMessage::Pong).await,
+            ClientMessage::Subscribe {
+                patients,
+                since_seq,
+            } => self.subscribe(patients, since_seq).await,
+            ClientMessage::Unsubscribe { patients } => {
+                for p in patients {
+                    self.patients.remove(&p);
+                }
+                true
+            }
+            ClientMessage::AckAlert { alert_id } => self.acknowledge(alert_id).await,
+        };
+        if ok {
+            Flow::Continue
+        } else {
+            Flow::Close("send_failed")
+        }
+    }
+
+    /// Audits a feed action (a free-standing borrow of state and meta, so
+    /// the future does not hold the socket by shared reference).
+    async fn audit(
+        &mut self,
+        caller: Option<&Caller>,
+        patient: Option<Uuid>,
+        action: &str,
+        outcome: Outcome,
+    ) {
+        audit_feed(&self.state, &self.meta, caller, patient, action, outcome).await;
+    }
+}
+
+async fn audit_feed(
+    state: &AppState,
+    meta: &RequestMeta,
+    caller: Option<&Caller>,
+    patient: Option<Uuid>,
+    action: &str,
+    outcome: Outcome,
+) {
+    {
+        let event = AuditEvent {
+            actor_id: caller.and_then(Caller::user),
+            actor_role: caller.map_or("anonymous", Caller::role_name),
+            patient_id: patient.map(PatientId),
+            action,
+            resource: "WS /ws",
+            resource_path: "/ws",
+            outcome,
+            request_id: &meta.request_id,
+            client_addr: &meta.client_addr,
+        };
+        if let Err(error) = audit::record(state.db(), &event).await {
+            tracing::error!(%error, "cannot audit a feed action");
+        }
+    }
+}
+
+impl Feed {
+    async fn subscribe(&mut self, patients: Vec<Uuid>, since_seq: Option<i64>) -> bool {
+        let caller = self.caller.expect("authenticated");
+        if self.patients.len() + patients.len() > MAX_SUBSCRIBED {
+            return self
+                .error(
+                    "too_many_patients",
+                    format!("at most {MAX_SUBSCRIBED} patients per feed"),
+                )
+                .await;
+        }
+        let mut granted = Vec::new();
+        for patient in patients {
+            let allowed = decide(&self.state, &caller, Access::Patient(PatientId(patient)))
+                .await
+                .unwrap_or(false);
+            self.audit(
+                Some(&caller),
+                Some(patient),
+                "feed.subscribe",
+                if allowed {
+                    Outcome::Allowed
+                } else {
+                    Outcome::Denied
+                },
+            )
+            .await;
+            if allowed {
+                granted.push(patient);
+            } else if !self
+                .error("forbidden", format!("you may not watch patient {patient}"))
+                .await
+            {
+                return false;
+            }
+        }
+        if granted.is_empty() {
+            return true;
+        }
+        let db = self.state.db();
+        let seq = alert_store::latest_seq(db).await.unwrap_or(0);
+        let since = Utc::now() - chrono::Duration::hours(24);
+        let mut snapshot = Vec::new();
+        for patient in &granted {
+            let latest = queries::latest(db, *patient, since)
+                .await
+                .unwrap_or_default();
+            snapshot.push(PatientSnapshot {
+                patient_id: *patient,
+                latest: latest
+                    .into_iter()
+                    .map(|l| LatestValue {
+                        metric: l.metric,
+                        value: l.value,
+                        unit: l.metric.unit(),
+                        time: l.time,
+                    })
+                    .collect(),
+            });
+        }
+        let alerts = alert_store::live_for_patients(db, &granted)
+            .await
+            .unwrap_or_default();
+        self.patients.extend(granted.iter().copied());
+        self.last_seq = self.last_seq.max(seq);
+        if !self
+            .send(&ServerMessage::Snapshot {
+                seq,
+                patients: snapshot,
+                alerts,
+            })
+            .await
+        {
+            return false;
+        }
+        // Replay what a reconnecting client missed.
+        match since_seq {
+            Some(since) if since < seq => self.replay(since, &granted).await,
+            _ => true,
+        }
+    }
+
+    async fn replay(&mut self, since: i64, patients: &[Uuid]) -> bool {
+        let events = alert_store::events_since(self.state.db(), since, patients)
+            .await
+            .unwrap_or_default();
+        for event in events {
+            if !self.send_alert(event).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn send_alert(&mut self, event: AlertEvent) -> bool {
+        let Ok(Some(alert)) = alert_store::get(self.state.db(), event.alert_id).await else {
+            return true;
+        };
+        self.last_seq = self.last_seq.max(event.seq);
+        self.send(&ServerMessage::Alert {
+            seq: event.seq,
+            event: event.kind,
+            alert,
+        })
+        .await
+    }
+
+    async fn on_event(&mut self, event: &LiveEvent) -> Flow {
+        if !self.patients.contains(&event.patient()) {
+            return Flow::Continue;
+        }
+        let ok = match event {
+            LiveEvent::Sample {
+                patient,
+                metric,
+                value,
+                time,
+            } => {
+                self.pending_samples
+                    .insert((*patient, *metric), (*value, *time));
+                true
+            }
+            LiveEvent::Alert { event, .. } if event.seq > self.last_seq => {
+                self.send_alert(event.clone()).await
+            }
+            LiveEvent::Alert { .. } => true,
+        };
+        if ok {
+            Flow::Continue
+        } else {
+            Flow::Close("send_failed")
+        }
+    }
+
+    async fn catch_up(&mut self) -> Flow {
+        let patients: Vec<Uuid> = self.patients.iter().copied().collect();
+        if self.replay(self.last_seq, &patients).await {
+            Flow::Continue
+        } else {
+            Flow::Close("send_failed")
+        }
+    }
+
+    async fn flush_samples(&mut self) -> Flow {
+        let pending = std::mem::take(&mut self.pending_samples);
+        for ((patient_id, metric), (value, time)) in pending {
+            let message = ServerMessage::Sample {
+                patient_id,
+                metric,
+                value,
+                unit: metric.unit(),
+                time,
+            };
+            if !self.send(&message).await {
+                return Flow::Close("send_failed");
+            }
+        }
+        Flow::Continue
+    }
+
+    async fn acknowledge(&mut self, alert_id: Uuid) -> bool {
+        let caller = self.caller.expect("authenticated");
+        let Ok(Some(alert)) = alert_store::get(self.state.db(), alert_id).await else {
+            return self.error("not_found", "no such alert").await;
+        };
+        let allowed = decide(
+            &self.state,
+            &caller,
+            Access::Patient(PatientId(alert.patient_id)),
+        )
+        .await
+        .unwrap_or(false);
+        self.audit(
+            Some(&caller),
+            Some(alert.patient_id),
+            "alert.acknowledge",
+            if allowed {
+                Outcome::Allowed
+            } else {
+                Outcome::Denied
+            },
+        )
+        .await;
+        if !allowed {
+            return self
+                .error("forbidden", "you may not acknowledge this alert")
+                .await;
+        }
+        let Some(user) = caller.user() else {
+            return self.error("forbidden", "staff only").await;
+        };
+        match alert_store::acknowledge(self.state.db(), alert_id, user.0).await {
+            Ok(Some(event)) => {
+                // Committed: now everyone watching hears of it (this feed included, through the hub).
+                self.state.live().publish(LiveEvent::Alert {
+                    patient: alert.patient_id,
+                    event,
+                });
+                true
+            }
+            Ok(None) => {
+                self.error(
+                    "not_open",
+                    "the alert is not open (already acknowledged or resolved)",
+                )
+                .await
+            }
+            Err(_) => {
+                self.error(
+                    "unavailable",
+                    "the alert could not be acknowledged; try again",
+                )
+                .await
+            }
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! The alert engine against PostgreSQL: a breach opens one alert (never a
+//! duplicate), a worse value escalates it, a clinician acknowledges it, a
+//! normal value resolves it; NEWS2 rises to the high band; overrides win
+//! over clinic defaults; every transition is a numbered event.
+
+use bedside_alerts::engine::{self, EngineSettings};
+use bedside_test_support::fresh_database;
+use bedside_vitals_store::alerts as store;
+use bedside_vitals_store::metric::Metric;
+use bedside_vitals_store::partitions;
+use bedside_vitals_store::store::{NewReading, insert_batch};
+use chrono::{Duration, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+async fn ingest(
+    db: &PgPool,
+    patient: Uuid,
+    device: Uuid,
+    values: &[(Metric, f64)],
+    seconds_ago: i64,
+) -> Vec<String> {
+    let time = Utc::now() - Duration::seconds(seconds_ago);
+    let readings: Vec<NewReading> = values
+        .iter()
+        .map(|(metric, value)| NewReading {
+            time,
+            device_id: device,
+            metric: *metric,
+            patient_id: patient,
+            value: *value,
+        })
+        .collect();
+    insert_batch(db, &readings).await.expect("insert");
+    engine::on_readings(db, &EngineSettings::default(), &readings)
+        .await
+        .expect("evaluate")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_threshold_alert_opens_once_escalates_is_acknowledged_and_resolves() {
+    let (db, _) = fresh_database().await;
+    partitions::maintain(&db, Utc::now(), Duration::days(30), Duration::days(7))
+        .await
+        .unwrap();
+    let (patient, device, clinician) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    assert!(
+        ingest(&db, patient, device, &[(Metric::Spo2, 97.0)], 50)
+            .await
+            .is_empty()
+    );
+    // 88 % breaches the clinic default (90) and is a red NEWS2 parameter.
+    let kinds = ingest(&db, patient, device, &[(Metric::Spo2, 88.0)], 40).await;
+    assert_eq!(kinds, vec!["opened", "opened"], "threshold:spo2 and news2");
+    let live = store::live_for_patients(&db, &[patient]).await.unwrap();
+    assert_eq!(live.len(), 2);
+    // Still low: no duplicate.
+    assert!(
+        ingest(&db, patient, device, &[(Metric::Spo2, 87.0)], 30)
+            .await
+            .is_empty()
+    );
+    let spo2 = live.iter().find(|a| a.rule == "threshold:spo2").unwrap();
+    let ack = store::acknowledge(&db, spo2.id, clinician)
+        .await
+        .unwrap()
+        .expect("acknowledged");
+    assert_eq!(ack.kind, "acknowledged");
+    assert!(
+        store::acknowledge(&db, spo2.id, clinician)
+            .await
+            .unwrap()
+            .is_none(),
+        "only open alerts are acknowledged"
+    );
+    // Back to normal: both resolve automatically.
+    let kinds = ingest(&db, patient, device, &[(Metric::Spo2, 96.0)], 20).await;
+    assert_eq!(kinds, vec!["resolved", "resolved"]);
+    assert!(
+        store::live_for_patients(&db, &[patient])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let resolved = store::get(&db, spo2.id).await.unwrap().unwrap();
+    assert_eq!(
+        (resolved.status.as_str(), resolved.resolved_by),
+        ("resolved", None)
+    );
+    // Events are numbered in order and replayable from any point.
+    let events = store::events_since(&db, 0, &[patient]).await.unwrap();
+    assert_eq!(events.len(), 5);
+    assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(
+        store::events_since(&db, events[2].seq, &[patient])
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn news2_escalates_through_the_bands_and_overrides_beat_defaults() {
+    let (db, _) = fresh_database().await;
+    partitions::maintain(&db, Utc::now(), Duration::days(30), Duration::days(7))
+        .await
+        .unwrap();
+    let (patient, device) = (Uuid::new_v4(), Uuid::new_v4());
+    let healthy = [
+        (Metric::RespiratoryRate, 16.0),
+        (Metric::Spo2, 97.0),
+        (Metric::SupplementalOxygen, 0.0),
+        (Metric::SystolicBp, 125.0),
+        (Metric::HeartRate, 72.0),
+        (Metric::Consciousness, 0.0),
+        (Metric::BodyTemperature, 36.8),
+    ];
+    assert!(ingest(&db, patient, device, &healthy, 60).await.is_empty());
+    // Pulse 115 (2) + temperature 38.5 (1) + SpO2 95 (1) = 4: still low.
+    assert!(
+        ingest(
+            &db,
+            patient,
+            device,
+            &[
+                (Metric::HeartRate, 115.0),
+                (Metric::BodyTemperature, 38.5),
+                (Metric::Spo2, 95.0)
+            ],
+            50
+        )
+        .await
+        .is_empty()
+    );
+    // RR 22 (2) makes 6: medium → a high-severity NEWS2 alert.
+    assert_eq!(
+        ingest(&db, patient, device, &[(Metric::RespiratoryRate, 22.0)], 40).await,
+        vec!["opened"]
+    );
+    // RR 26 (3) makes 7: high band → escalated to critical (and a threshold alert on RR).
+    let kinds = ingest(&db, patient, device, &[(Metric::RespiratoryRate, 26.0)], 30).await;
+    assert!(kinds.contains(&"escalated".to_owned()), "{kinds:?}");
+    let news2 = store::live_for_patients(&db, &[patient])
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.rule == "news2")
+        .unwrap();
+    assert_eq!(news2.severity, "critical");
+    assert_eq!(news2.detail["news2"], 7);
+
+    // A clinician allows this patient a resting heart rate up to 140.
+    store::set_threshold(
+        &db,
+        patient,
+        "heart_rate",
+        Some(40.0),
+        Some(140.0),
+        Uuid::new_v4(),
+    )
+    .await
+    .unwrap();
+    let kinds = ingest(&db, patient, device, &[(Metric::HeartRate, 135.0)], 20).await;
+    assert!(
+        !store::live_for_patients(&db, &[patient])
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.rule == "threshold:heart_rate"),
+        "{kinds:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_rest_api_serves_latest_values_history_news2_and_thresholds() {
+    use bedside_test_support::{TestApp, World};
+    use reqwest::Method;
+    use serde_json::{Value, json};
+
+    let app = TestApp::spawn().await;
+    let w = World::seed(&app).await;
+    partitions::maintain(&app.db, Utc::now(), Duration::days(30), Duration::days(7))
+        .await
+        .unwrap();
+    let device = Uuid::new_v4();
+    ingest(
+        &app.db,
+        w.patient_a.0,
+        device,
+        &[(Metric::HeartRate, 70.0), (Metric::RespiratoryRate, 26.0)],
+        120,
+    )
+    .await;
+    ingest(
+        &app.db,
+        w.patient_a.0,
+        device,
+        &[(Metric::HeartRate, 80.0)],
+        60,
+    )
+    .await;
+    let get = |path: String| {
+        let (app, token) = (&app, w.clinician_a.token.clone());
+        async move {
+            crate::support::json(
+                crate::support::send(app, Method::GET, &path, Some(&token), None).await,
+            )
+            .await
+        }
+    };
+    let base = format!("/api/v1/patients/{}", w.patient_a);
+    let latest: Vec<Value> =
+        serde_json::from_value(get(format!("{base}/vitals/latest")).await).unwrap();
+    let hr = latest.iter().find(|v| v["metric"] == "heart_rate").unwrap();
+    assert_eq!(
+        (hr["value"].as_f64(), hr["unit"].as_str()),
+        (Some(80.0), Some("/min"))
+    );
+    let history = get(format!("{base}/vitals/heart_rate?view=1h")).await;
+    let buckets = history["buckets"].as_array().unwrap();
+    assert_eq!(
+        buckets
+            .iter()
+            .map(|b| b["count"].as_i64().unwrap())
+            .sum::<i64>(),
+        2
+    );
+    assert_eq!(history["view"], "1h");
+    let news2 = get(format!("{base}/news2")).await;
+    assert_eq!(
+        news2["total"], 3,
+        "RR 26 scores 3; pulse 80 scores 0: {news2}"
+    );
+    assert_eq!(news2["band"], "low_medium");
+    let thresholds: Vec<Value> =
+        serde_json::from_value(get(format!("{base}/thresholds")).await).unwrap();
+    assert!(
+        thresholds
+            .iter()
+            .any(|t| t["metric"] == "heart_rate" && t["source"] == "clinic" && t["high"] == 130.0)
+    );
+    let set = crate::support::send(
+        &app,
+        Method::PUT,
+        &format!("{base}/thresholds/heart_rate"),
+        Some(&w.clinician_a.token),
+        Some(&json!({"low": 45, "high": 140})),
+    )
+    .await;
+    assert_eq!(set.status(), reqwest::StatusCode::NO_CONTENT);
+    let thresholds: Vec<Value> =
+        serde_json::from_value(get(format!("{base}/thresholds")).await).unwrap();
+    assert!(
+        thresholds
+            .iter()
+            .any(|t| t["metric"] == "heart_rate" && t["source"] == "patient" && t["high"] == 140.0)
+    );
+    let alerts: Vec<Value> = serde_json::from_value(get(format!("{base}/alerts")).await).unwrap();
+    let rr = alerts
+        .iter()
+        .find(|a| a["rule"] == "threshold:respiratory_rate")
+        .expect("the RR alert");
+    let ack = crate::support::send(
+        &app,
+        Method::POST,
+        &format!("/api/v1/alerts/{}/acknowledge", rr["id"].as_str().unwrap()),
+        Some(&w.clinician_a.token),
+        None,
+    )
+    .await;
+    assert_eq!(ack.status(), reqwest::StatusCode::OK);
+    assert_eq!(crate::support::json(ack).await["status"], "acknowledged");
+}
+
+#[tokio::test]
+async fn alerts_nobody_acknowledges_escalate_step_by_step_until_critical() {
+    let (db, _) = fresh_database().await;
+    partitions::maintain(&db, Utc::now(), Duration::days(30), Duration::days(7))
+        .await
+        .unwrap();
+    let (taken, ignored, device) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    ingest(&db, taken, device, &[(Metric::Glucose, 300.0)], 30).await;
+    ingest(
+        &db,
+        ignored,
+        Uuid::new_v4(),
+        &[(Metric::Glucose, 300.0)],
+        30,
+    )
+    .await;
+    let taken_alert = store::live_for_patients(&db, &[taken])
+        .await
+        .unwrap()
+        .remove(0);
+    store::acknowledge(&db, taken_alert.id, Uuid::new_v4())
+        .await
+        .unwrap();
+    // Not yet: the alerts changed less than a minute ago.
+    assert!(
+        engine::escalate_unacknowledged(&db, Duration::minutes(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let escalated = engine::escalate_unacknowledged(&db, Duration::zero())
+        .await
+        .unwrap();
+    assert_eq!(escalated.len(), 1, "only the unacknowledged one");
+    assert_eq!(
+        (escalated[0].kind.as_str(), escalated[0].severity.as_str()),
+        ("escalated", "critical")
+    );
+    assert!(
+        engine::escalate_unacknowledged(&db, Duration::zero())
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing above critical"
+    );
+    let alert = store::live_for_patients(&db, &[ignored])
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(alert.detail["escalated_because"], "unacknowledged");
+}

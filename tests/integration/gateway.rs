@@ -1,0 +1,304 @@
+//! The device gateway against a real Mosquitto and PostgreSQL: readings
+//! published by a device are stored exactly once, bad ones are kept as
+//! rejected with their reason, and messages sent while the gateway is away
+//! arrive when it comes back (persistent session, ack after commit).
+
+use std::time::Duration;
+
+use bedside_device_gateway::gateway::{self, GatewaySettings, Health};
+use bedside_device_gateway::senml::Limits;
+use bedside_records::domain::{BirthDate, BoundedText, DeviceKind, Mrn, Serial, Sex};
+use bedside_records::patients::{self, PatientDetails};
+use bedside_test_support::{
+    Broker, GATEWAY_PASSWORD, GATEWAY_USER, fresh_database, publish, wait_for,
+};
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+async fn count(db: &PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(db).await.expect("count")
+}
+
+/// Gateway settings against a broker from [`Broker::for_registry`], with a
+/// fresh client id so tests never share a session.
+fn settings(port: u16, batch_messages: usize, batch_age: Duration) -> GatewaySettings {
+    GatewaySettings {
+        host: "127.0.0.1".into(),
+        port,
+        client_id: format!("bedside-gateway-test-{}", uuid::Uuid::new_v4().simple()),
+        username: GATEWAY_USER.into(),
+        password: GATEWAY_PASSWORD.into(),
+        batch_messages,
+        batch_age,
+        limits: Limits::default(),
+        rejected_payload_bytes: 4096,
+    }
+}
+
+/// A patient with a pulse oximeter assigned from now on.
+async fn patient_with_oximeter(
+    db: &PgPool,
+    mrn: &str,
+    serial: &str,
+) -> (patients::Patient, bedside_records::devices::Provisioned) {
+    let patient = patients::create(
+        db,
+        &PatientDetails {
+            mrn: Mrn::parse(mrn).unwrap(),
+            given_name: BoundedText::parse("given_name", "Gina", 50).unwrap(),
+            family_name: BoundedText::parse("family_name", "Gateway", 50).unwrap(),
+            birth_date: BirthDate::parse("1950-01-01").unwrap(),
+            sex: Sex::Female,
+            email: None,
+            phone: None,
+        },
+    )
+    .await
+    .unwrap();
+    let device = bedside_records::devices::provision(
+        db,
+        &Serial::parse(serial).unwrap(),
+        DeviceKind::PulseOximeter,
+        Some(patient.id),
+    )
+    .await
+    .unwrap();
+    (patient, device)
+}
+
+fn start(
+    settings: &GatewaySettings,
+    db: &PgPool,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>, Health) {
+    let (stop, stopped) = watch::channel(false);
+    let health = Health::default();
+    let handle = tokio::spawn(gateway::run(
+        settings.clone(),
+        db.clone(),
+        health.clone(),
+        stopped,
+        None,
+    ));
+    (stop, handle, health)
+}
+
+#[tokio::test]
+async fn readings_are_stored_once_bad_ones_rejected_and_nothing_lost_while_away() {
+    let (db, _) = fresh_database().await;
+    bedside_vitals_store::partitions::maintain(
+        &db,
+        chrono::Utc::now(),
+        chrono::Duration::days(365),
+        chrono::Duration::days(14),
+    )
+    .await
+    .expect("partitions");
+    let (patient, device) = patient_with_oximeter(&db, "GW-1", "OX-GW-1").await;
+    let broker = Broker::for_registry(&db, None).await;
+    let settings = settings(broker.port, 100, Duration::from_millis(50));
+    let (stop, handle, health) = start(&settings, &db);
+    let user = device.device.mqtt_username.clone();
+    let topic = format!("bedside/v1/devices/{user}/vitals");
+    // Whole seconds after the device's assignment began (readings before it belong to nobody).
+    let t = chrono::Utc::now().timestamp() + 1;
+    let pack =
+        format!(r#"[{{"bt":{t},"n":"heart_rate","u":"beat/min","v":72}},{{"n":"spo2","v":97}}]"#);
+
+    let password = device.mqtt_password.clone();
+    let port = broker.port;
+
+    // The gateway subscribes when it connects; until then the broker has no
+    // session to queue for. Publishing the same pack until it is stored also
+    // shows redelivery is harmless: the pack has fixed times, so however many
+    // copies arrive, two rows result.
+    wait_for(
+        "the first pack to be stored",
+        Duration::from_secs(20),
+        || {
+            let (db, pack, topic, user, password) = (
+                db.clone(),
+                pack.clone(),
+                topic.clone(),
+                user.clone(),
+                password.clone(),
+            );
+            async move {
+                assert!(publish(port, &user, &password, &topic, &pack).await);
+                (count(&db, "SELECT count(*) FROM vitals").await >= 2).then_some(())
+            }
+        },
+    )
+    .await;
+    assert!(publish(port, &user, &password, &topic, &pack).await);
+    assert!(health.is_ready());
+
+    // A malformed message and a pack with one good and one bad record.
+    assert!(publish(port, &user, &password, &topic, "[{\"n\": ").await);
+    let mixed = format!(
+        r#"[{{"bt":{t},"n":"body_temperature","u":"Cel","v":37.1,"t":5}},{{"n":"heart_rate","u":"furlong","v":70,"t":5}}]"#
+    );
+    assert!(publish(port, &user, &password, &topic, &mixed).await);
+    wait_for(
+        "the mixed pack to be handled",
+        Duration::from_secs(20),
+        || {
+            let db = db.clone();
+            async move {
+                (count(&db, "SELECT count(*) FROM rejected_messages").await >= 2).then_some(())
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM vitals").await,
+        3,
+        "duplicates absorbed, the good record of the mixed pack kept"
+    );
+    let reasons: Vec<String> =
+        sqlx::query_scalar("SELECT reason FROM rejected_messages ORDER BY reason")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(
+        reasons,
+        vec!["malformed_payload".to_owned(), "unknown_unit".to_owned()]
+    );
+    let owner: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT DISTINCT patient_id FROM vitals")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        owner,
+        vec![patient.id.0],
+        "readings belong to the device's patient"
+    );
+
+    // The gateway goes away; the device keeps publishing; nothing is lost.
+    stop.send(true).unwrap();
+    handle.await.unwrap();
+    for i in 0..20 {
+        let reading = format!(
+            r#"[{{"bt":{t},"n":"heart_rate","v":{},"t":{}}}]"#,
+            60 + i,
+            100 + i
+        );
+        assert!(publish(port, &user, &password, &topic, &reading).await);
+    }
+    let (stop, handle, _health) = start(&settings, &db);
+    wait_for(
+        "the readings sent while away",
+        Duration::from_secs(20),
+        || {
+            let db = db.clone();
+            async move { (count(&db, "SELECT count(*) FROM vitals").await == 23).then_some(()) }
+        },
+    )
+    .await;
+    stop.send(true).unwrap();
+    handle.await.unwrap();
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_loses_nothing_and_stores_nothing_twice() {
+    let pg = tokio::task::spawn_blocking(bedside_test_support::OwnPostgres::start)
+        .await
+        .unwrap();
+    let admin = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&pg.url("postgres"))
+        .await
+        .unwrap();
+    sqlx::query("CREATE DATABASE bedside")
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect(&pg.url("bedside"))
+        .await
+        .unwrap();
+    bedside_server::app::migrator().run(&db).await.unwrap();
+    bedside_vitals_store::partitions::maintain(
+        &db,
+        chrono::Utc::now(),
+        chrono::Duration::days(30),
+        chrono::Duration::days(7),
+    )
+    .await
+    .unwrap();
+    let (_, device) = patient_with_oximeter(&db, "OUT-1", "OX-OUT").await;
+    let broker = Broker::for_registry(&db, None).await;
+    let settings = settings(broker.port, 10, Duration::from_millis(20));
+    let (stop, handle, health) = start(&settings, &db);
+    let user = device.device.mqtt_username.clone();
+    let topic = format!("bedside/v1/devices/{user}/vitals");
+    let t0 = chrono::Utc::now().timestamp() + 1;
+    let reading = |i: i64| {
+        format!(
+            r#"[{{"bt":{t0},"n":"heart_rate","v":{},"t":{i}}}]"#,
+            60 + i % 40
+        )
+    };
+    let (port, password) = (broker.port, device.mqtt_password.clone());
+    // The gateway is subscribed once a first reading is stored (repeats are absorbed).
+    wait_for("the first reading", Duration::from_secs(20), || {
+        let (db, topic, user, password, first) = (
+            db.clone(),
+            topic.clone(),
+            user.clone(),
+            password.clone(),
+            reading(0),
+        );
+        async move {
+            publish(port, &user, &password, &topic, &first).await;
+            (count(&db, "SELECT count(*) FROM vitals").await >= 1).then_some(())
+        }
+    })
+    .await;
+    for i in 1..20 {
+        assert!(publish(port, &user, &password, &topic, &reading(i)).await);
+    }
+    wait_for("20 readings", Duration::from_secs(20), || {
+        let db = db.clone();
+        async move { (count(&db, "SELECT count(*) FROM vitals").await == 20).then_some(()) }
+    })
+    .await;
+
+    // The database goes down; the device keeps publishing (the broker holds
+    // what the gateway does not acknowledge); the gateway reports it cannot store.
+    tokio::task::block_in_place(|| pg.crash());
+    for i in 20..50 {
+        assert!(publish(port, &user, &password, &topic, &reading(i)).await);
+    }
+    wait_for("the gateway to notice", Duration::from_secs(30), || {
+        let health = health.clone();
+        async move { (!health.is_storing()).then_some(()) }
+    })
+    .await;
+    tokio::task::block_in_place(|| pg.resume());
+    wait_for(
+        "every reading, exactly once",
+        Duration::from_secs(60),
+        || {
+            let db = db.clone();
+            async move {
+                // Pooled connections died with the server: a failed count just means "not yet".
+                let n: Option<i64> = sqlx::query_scalar("SELECT count(*) FROM vitals")
+                    .fetch_one(&db)
+                    .await
+                    .ok();
+                (n == Some(50)).then_some(())
+            }
+        },
+    )
+    .await;
+    assert!(health.is_storing());
+    let distinct = count(&db, "SELECT count(DISTINCT time) FROM vitals").await;
+    assert_eq!(distinct, 50);
+    stop.send(true).unwrap();
+    handle.await.unwrap();
+    broker.stop().await;
+}

@@ -1,0 +1,107 @@
+//! Device liveness: what each device last announced and when it was last
+//! heard from. The alert engine turns changes into `offline:<device>` alerts.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// A device's liveness.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct DeviceStatus {
+    /// The device.
+    pub device_id: Uuid,
+    /// Whether it is online.
+    pub online: bool,
+    /// Last message of any kind.
+    pub last_seen: DateTime<Utc>,
+    /// When `online` last changed.
+    pub changed_at: DateTime<Utc>,
+}
+
+/// Records that devices were heard from at `at` (a reading counts as a sign
+/// of life). Returns the devices that were offline and are now back.
+///
+/// # Errors
+/// When the database fails.
+pub async fn seen(
+    db: impl sqlx::PgExecutor<'_>,
+    devices: &[Uuid],
+    at: DateTime<Utc>,
+) -> crate::Result<Vec<Uuid>> {
+    if devices.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(Uuid, Option<bool>)> = sqlx::query_as(
+        "WITH before AS (SELECT device_id, online FROM device_status WHERE device_id = ANY($1))
+         INSERT INTO device_status (device_id, online, last_seen, changed_at)
+         SELECT d, true, $2, $2 FROM unnest($1::uuid[]) AS d
+         ON CONFLICT (device_id) DO UPDATE SET
+             last_seen = GREATEST(device_status.last_seen, EXCLUDED.last_seen),
+             changed_at = CASE WHEN device_status.online THEN device_status.changed_at ELSE EXCLUDED.changed_at END,
+             online = true
+         RETURNING device_id, (SELECT NOT b.online FROM before b WHERE b.device_id = device_status.device_id) AS came_back",
+    )
+    .bind(devices)
+    .bind(at)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(device, came_back)| came_back.unwrap_or(false).then_some(device))
+        .collect())
+}
+
+/// Records an announced status (`online` or `offline`). Returns whether it changed.
+///
+/// # Errors
+/// When the database fails.
+pub async fn announce(
+    db: impl sqlx::PgExecutor<'_>,
+    device: Uuid,
+    online: bool,
+    at: DateTime<Utc>,
+) -> crate::Result<bool> {
+    let changed: Option<bool> = sqlx::query_scalar(
+        "WITH before AS (SELECT online FROM device_status WHERE device_id = $1)
+         INSERT INTO device_status (device_id, online, last_seen, changed_at) VALUES ($1, $2, $3, $3)
+         ON CONFLICT (device_id) DO UPDATE SET
+             online = $2,
+             last_seen = GREATEST(device_status.last_seen, $3),
+             changed_at = CASE WHEN device_status.online = $2 THEN device_status.changed_at ELSE $3 END
+         RETURNING (SELECT b.online FROM before b) IS DISTINCT FROM $2",
+    )
+    .bind(device)
+    .bind(online)
+    .bind(at)
+    .fetch_optional(db)
+    .await?;
+    Ok(changed.unwrap_or(false))
+}
+
+/// Marks online devices silent since before `cutoff` as offline and returns them.
+///
+/// # Errors
+/// When the database fails.
+pub async fn expire_silent(db: &PgPool, cutoff: DateTime<Utc>) -> crate::Result<Vec<Uuid>> {
+    Ok(sqlx::query_scalar(
+        "UPDATE device_status SET online = false, changed_at = now()
+         WHERE online AND last_seen < $1 RETURNING device_id",
+    )
+    .bind(cutoff)
+    .fetch_all(db)
+    .await?)
+}
+
+/// The liveness of the given devices.
+///
+/// # Errors
+/// When the database fails.
+pub async fn of(db: &PgPool, devices: &[Uuid]) -> crate::Result<Vec<DeviceStatus>> {
+    Ok(sqlx::query_as::<_, DeviceStatus>(
+        "SELECT device_id, online, last_seen, changed_at FROM device_status WHERE device_id = ANY($1)",
+    )
+    .bind(devices)
+    .fetch_all(db)
+    .await?)
+}

@@ -1,0 +1,80 @@
+// Helpers shared by the end-to-end tests: ports, psql, the bedside binary,
+// and polling with deadlines (no fixed sleeps).
+import { spawnSync } from 'node:child_process';
+import { createServer } from 'node:net';
+
+/** Default deadline of web-first waits. */
+export const WAIT = 20_000;
+
+export function freePort() {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', rej);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => res(port));
+    });
+  });
+}
+
+export function psql(url, sql) {
+  const r = spawnSync('psql', [url, '-v', 'ON_ERROR_STOP=1', '-X', '-q', '-c', sql], { encoding: 'utf8', timeout: 60_000 });
+  if (r.error) throw new Error(`psql could not run (${r.error.message}); is the PostgreSQL client installed?`);
+  if (r.status !== 0) throw new Error(`psql ${JSON.stringify(sql)} failed (exit ${r.status}): ${r.stderr || r.stdout}`);
+  return r.stdout;
+}
+
+export function dbUrl(serverUrl, name) {
+  const u = new URL(serverUrl);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+export function runWith(BIN, args, env, input) {
+  const r = spawnSync(BIN, args, { env, input, encoding: 'utf8', timeout: 180_000 });
+  if (r.error) throw new Error(`${BIN} ${args.join(' ')} could not run: ${r.error.message}`);
+  if (r.status !== 0) {
+    throw new Error(`\`bedside ${args.join(' ')}\` failed (exit ${r.status}, signal ${r.signal})\n--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr}`);
+  }
+  return r;
+}
+
+/** Thrown inside a poll to stop waiting at once. */
+export class Fatal extends Error {}
+
+/** Polls `fn` until it returns a truthy value or the deadline passes. */
+export async function poll(what, fn, timeout = WAIT, interval = 200) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+      last = v;
+    } catch (e) {
+      if (e instanceof Fatal) throw e;
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+    await new Promise((r) => setTimeout(r, interval));
+  }
+}
+
+/** Web-first text assertion: waits until the locator's text matches. */
+export async function expectText(locator, pattern, timeout = WAIT) {
+  await locator.first().waitFor({ state: 'visible', timeout });
+  return poll(`text ${pattern} in ${locator}`, async () => {
+    const t = await locator.first().innerText();
+    return (typeof pattern === 'string' ? t.includes(pattern) : pattern.test(t)) ? t : false;
+  }, timeout);
+}
+
+export async function expectUrl(page, pathname, timeout = WAIT) {
+  await page.waitForURL((u) => new URL(u).pathname === pathname, { timeout });
+}
+
+/** A runner for the bedside binary at `bin`: (args, env, stdin) → spawnSync result, throwing on failure. */
+export function bedsideRunner(bin) {
+  return (args, env, input) => runWith(bin, args, env, input);
+}

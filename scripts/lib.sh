@@ -141,3 +141,28 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()' 2>/dev/null \
         || shuf -i 20000-60000 -n 1
 }
+
+# start_mosquitto DIR PORT: Mosquitto from Bedside's shipped configuration
+# (deploy/mosquitto/mosquitto.conf.in), its state, password and ACL files in
+# DIR/mosquitto. A broker already running there is reloaded instead
+# (SIGHUP: it rereads the password and ACL files).
+start_mosquitto() {
+    local dir="$1" port="$2"
+    mkdir -p "$dir/mosquitto/db"
+    sed -e "s|@DATA_DIR@|$dir|g" -e "s|@PORT@|$port|g" -e "s|@BIND@|127.0.0.1|g" \
+        "$ROOT/deploy/mosquitto/mosquitto.conf.in" > "$dir/mosquitto/mosquitto.conf"
+    if [ -n "${MOSQUITTO_QUIET:-}" ]; then
+        sed -i 's/^connection_messages true/connection_messages false/' "$dir/mosquitto/mosquitto.conf"
+    fi
+    if [ "$(id -u)" -eq 0 ] && id mosquitto >/dev/null 2>&1; then
+        # Mosquitto started by root drops to the mosquitto user, who must own its state.
+        chown -R mosquitto "$dir/mosquitto"
+    fi
+    local pidfile="$dir/mosquitto/mosquitto.pid"
+    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        kill -HUP "$(cat "$pidfile")"
+    else
+        mosquitto -d -c "$dir/mosquitto/mosquitto.conf"
+        wait_for_port "$port" 10 || { tail -20 "$dir/mosquitto/mosquitto.log" >&2 || true; die "Mosquitto did not start"; }
+    fi
+}

@@ -70,20 +70,7 @@ say "migrating and seeding the demo clinic"
 DEMO_OUTPUT="$("$BEDSIDE" demo)"
 
 say "starting Mosquitto on 127.0.0.1:$MQTT_PORT"
-mkdir -p "$DATA/mosquitto/db"
-sed -e "s|@DATA_DIR@|$DATA|g" -e "s|@PORT@|$MQTT_PORT|g" -e "s|@BIND@|127.0.0.1|g" \
-    deploy/mosquitto/mosquitto.conf.in > "$DATA/mosquitto/mosquitto.conf"
-if [ "$(id -u)" -eq 0 ] && id mosquitto >/dev/null 2>&1; then
-    # Mosquitto started by root drops to the mosquitto user, who must own its state.
-    chown -R mosquitto "$DATA/mosquitto"
-fi
-PIDFILE="$DATA/mosquitto/mosquitto.pid"
-if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
-    kill -HUP "$(cat "$PIDFILE")"   # reload the password and ACL files
-else
-    mosquitto -d -c "$DATA/mosquitto/mosquitto.conf"
-    wait_for_port "$MQTT_PORT" 10 || { tail -20 "$DATA/mosquitto/mosquitto.log" >&2 || true; die "Mosquitto did not start"; }
-fi
+start_mosquitto "$DATA" "$MQTT_PORT"
 
 cat <<INFO
 

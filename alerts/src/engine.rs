@@ -112,6 +112,12 @@ pub async fn on_readings(
     let patients: Vec<Uuid> = newest.keys().copied().collect();
     let overrides = store::thresholds_for(db, &patients).await?;
     let live = store::live_for_patients(db, &patients).await?;
+    let mut latest: BTreeMap<Uuid, Vec<queries::Latest>> = BTreeMap::new();
+    for (patient, value) in
+        queries::latest_for_patients(db, &patients, now - settings.news2_freshness).await?
+    {
+        latest.entry(patient).or_default().push(value);
+    }
     let changes = |patient: Uuid, rule: &str, condition: Condition| {
         let state = live
             .iter()
@@ -157,8 +163,8 @@ pub async fn on_readings(
             Metric::BodyTemperature,
         ];
         if metrics.keys().any(|m| news2_inputs.contains(m)) {
-            let latest = queries::latest(db, patient, now - settings.news2_freshness).await?;
-            let observations = observations(&latest);
+            let observations =
+                observations(latest.get(&patient).map(Vec::as_slice).unwrap_or_default());
             let score = news2::score(&observations, SpO2Scale::Scale1);
             let detail = serde_json::json!({"news2": score.total, "band": score.band, "missing": score.missing, "parameters": score.parameters});
             let condition = rules::news2_condition(&score);

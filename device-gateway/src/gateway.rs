@@ -10,10 +10,13 @@
 //! - The poll task only drives rumqttc's event loop and forwards publishes:
 //!   a task that both polls and acks can deadlock when the request channel
 //!   fills (rumqtt issue 1025).
-//! - The batch task decodes each message, resolves which patient each
-//!   reading belongs to, and closes a batch on size or age. It stores the
-//!   readings and the refusals in one transaction and acknowledges the
-//!   batch's messages only after that commit. If the database fails it
+//! - The batch task closes a batch on size, or on age when nothing more is
+//!   queued, and hands it to a commit task that decodes each message,
+//!   resolves which patient each reading belongs to, and stores the
+//!   readings and the refusals in one transaction. A few batches commit at
+//!   once (`concurrent_batches`) so round trips and WAL flushes overlap;
+//!   the batch task acknowledges each batch's messages only after its
+//!   commit, in the order the batches were closed. If the database fails it
 //!   keeps the batch, retries with backoff, and acknowledges nothing: the
 //!   broker stops sending beyond its in-flight window, and a crash loses
 //!   nothing because unacknowledged messages are redelivered (the unique key
@@ -21,7 +24,7 @@
 //! - A message that cannot be used is stored as rejected with its reason and
 //!   acknowledged, so one bad device never blocks the rest.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -33,8 +36,10 @@ use chrono::Utc;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::metrics::IngestMetrics;
 use crate::senml::{self, Format, Limits};
 
 /// Capacity of the channels between the MQTT event loop and the batch task
@@ -77,10 +82,16 @@ pub struct GatewaySettings {
     pub batch_messages: usize,
     /// A batch closes when its oldest message has waited this long.
     pub batch_age: Duration,
+    /// Batches committing at once. `batch_messages` times one more than
+    /// this must fit the broker's in-flight window, or the broker stops
+    /// sending while batches commit.
+    pub concurrent_batches: usize,
     /// Payload and time limits for decoding.
     pub limits: Limits,
     /// Most bytes of a refused payload kept in `rejected_messages`.
     pub rejected_payload_bytes: usize,
+    /// Where counts and timings go.
+    pub metrics: IngestMetrics,
 }
 
 /// Whether the gateway is connected to the broker and able to store.
@@ -156,7 +167,9 @@ pub async fn run(
     // window of unacknowledged messages out to us, which bounds both;
     // QUEUE_CAPACITY is far above any window a broker grants.
     let (client, mut eventloop) = AsyncClient::new(options, QUEUE_CAPACITY);
-    let (tx, rx) = mpsc::channel::<Publish>(QUEUE_CAPACITY);
+    // Each message travels with the moment it arrived: a batch's age counts
+    // from its first message's arrival, not from when the batch task got to it.
+    let (tx, rx) = mpsc::channel::<(Publish, Instant)>(QUEUE_CAPACITY);
 
     let poll_client = client.clone();
     let poll_health = health.clone();
@@ -182,7 +195,7 @@ pub async fn run(
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    if tx.send(publish).await.is_err() {
+                    if tx.send((publish, Instant::now())).await.is_err() {
                         return;
                     }
                 }
@@ -198,12 +211,13 @@ pub async fn run(
     });
 
     let mut batcher = Batcher {
-        settings,
+        settings: Arc::new(settings),
         db,
         client,
         health,
         pending: Vec::new(),
         opened: None,
+        in_flight: VecDeque::new(),
         rx,
         committed,
     };
@@ -216,15 +230,36 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
+/// A batch whose transaction has committed, ready to be acknowledged.
+struct Stored {
+    messages: Vec<Publish>,
+    changes: Committed,
+}
+
 struct Batcher {
-    settings: GatewaySettings,
+    settings: Arc<GatewaySettings>,
     db: PgPool,
     client: AsyncClient,
     health: Health,
     pending: Vec<Publish>,
     opened: Option<Instant>,
-    rx: mpsc::Receiver<Publish>,
+    /// Batches committing, oldest first. Up to `concurrent_batches` commit at
+    /// once (their round trips and WAL flushes overlap); they are
+    /// acknowledged and handed on strictly in the order they were closed,
+    /// since MQTT wants acknowledgements in the order messages arrived.
+    in_flight: VecDeque<JoinHandle<Stored>>,
+    rx: mpsc::Receiver<(Publish, Instant)>,
     committed: Option<mpsc::Sender<Committed>>,
+}
+
+/// The oldest in-flight batch once it has committed; never while there is none.
+async fn oldest_committed(
+    in_flight: &mut VecDeque<JoinHandle<Stored>>,
+) -> Result<Stored, tokio::task::JoinError> {
+    match in_flight.front_mut() {
+        Some(handle) => handle.await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Batcher {
@@ -237,63 +272,130 @@ impl Batcher {
                     None => std::future::pending().await,
                 }
             };
+            // Biased: committed batches are acknowledged first, then messages
+            // already waiting are taken; a batch closes on age only when
+            // nothing more is queued. Otherwise, behind a backlog every
+            // message is already "old", batches would shrink to a few
+            // messages each and the commit rate would fall exactly when it
+            // is needed most.
             tokio::select! {
+                biased;
+                _ = stopped(shutdown) => break,
+                done = oldest_committed(&mut self.in_flight) => {
+                    self.in_flight.pop_front();
+                    self.acknowledge(done).await;
+                }
                 message = self.rx.recv() => match message {
-                    Some(publish) => {
-                        self.opened.get_or_insert_with(Instant::now);
+                    Some((publish, arrived)) => {
+                        self.opened.get_or_insert(arrived);
                         self.pending.push(publish);
                         if self.pending.len() >= self.settings.batch_messages {
-                            self.flush().await;
+                            self.close_batch().await;
                         }
                     }
                     None => break,
                 },
-                _ = timer => self.flush().await,
-                _ = stopped(shutdown) => break,
+                _ = timer => self.close_batch().await,
             }
         }
         // Drain: store what we hold so the broker need not redeliver it.
-        self.flush().await;
+        self.close_batch().await;
+        while let Some(handle) = self.in_flight.pop_front() {
+            let done = handle.await;
+            self.acknowledge(done).await;
+        }
     }
 
-    /// Stores the pending batch (retrying while the database fails) and
-    /// then acknowledges its messages.
-    async fn flush(&mut self) {
+    /// Starts committing the pending batch, first waiting for room among
+    /// the batches in flight.
+    async fn close_batch(&mut self) {
+        let opened = self.opened.take();
         if self.pending.is_empty() {
-            self.opened = None;
             return;
         }
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match commit(&self.db, &self.pending, &self.settings).await {
-                Ok((stored, changes)) => {
-                    self.health.set(true);
-                    tracing::debug!(messages = self.pending.len(), stored, "batch committed");
-                    // Committed readings go on to the alert engine and the live
-                    // feeds. A slow consumer slows ingest rather than losing
-                    // an alert; a gone one (shutdown) is ignored.
-                    if let Some(committed) = &self.committed
-                        && (!changes.readings.is_empty() || !changes.liveness.is_empty())
-                    {
-                        let _ = committed.send(changes).await;
-                    }
-                    break;
-                }
-                Err(error) => {
-                    self.health.set(false);
-                    tracing::error!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot store a batch; holding it");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
+        while self.in_flight.len() >= self.settings.concurrent_batches.max(1) {
+            if let Some(handle) = self.in_flight.pop_front() {
+                let done = handle.await;
+                self.acknowledge(done).await;
             }
         }
-        for publish in self.pending.drain(..) {
+        let messages = std::mem::take(&mut self.pending);
+        let (db, settings, health) = (self.db.clone(), self.settings.clone(), self.health.clone());
+        self.in_flight.push_back(tokio::spawn(async move {
+            store_with_retry(&db, messages, &settings, &health, opened).await
+        }));
+    }
+
+    /// Hands a committed batch to the alert engine and acknowledges its messages.
+    async fn acknowledge(&mut self, done: Result<Stored, tokio::task::JoinError>) {
+        let Stored { messages, changes } = match done {
+            Ok(stored) => stored,
+            Err(error) => {
+                // Only a panic in the commit task gets here. Its messages stay
+                // unacknowledged: the broker redelivers them after a reconnect.
+                tracing::error!(%error, "a batch's commit task failed; its messages will be redelivered");
+                return;
+            }
+        };
+        // Committed readings go on to the alert engine and the live feeds.
+        // A slow consumer slows ingest rather than losing an alert; a gone
+        // one (shutdown) is ignored.
+        if let Some(committed) = &self.committed
+            && (!changes.readings.is_empty() || !changes.liveness.is_empty())
+        {
+            let _ = committed.send(changes).await;
+        }
+        for publish in messages {
             if let Err(error) = self.client.ack(&publish).await {
                 // The broker will redeliver; the unique key absorbs it.
                 tracing::warn!(%error, "cannot acknowledge a message");
             }
         }
-        self.opened = None;
+    }
+}
+
+/// Stores a batch, retrying with backoff while the database fails; it does
+/// not give up (nothing is acknowledged meanwhile, so the broker holds the
+/// rest).
+async fn store_with_retry(
+    db: &PgPool,
+    messages: Vec<Publish>,
+    settings: &GatewaySettings,
+    health: &Health,
+    opened: Option<Instant>,
+) -> Stored {
+    let metrics = &settings.metrics;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let started = Instant::now();
+        match commit(db, &messages, settings).await {
+            Ok((stored, changes)) => {
+                health.set(true);
+                metrics
+                    .commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                if let Some(opened) = opened {
+                    metrics
+                        .batch_latency
+                        .observe(opened.elapsed().as_secs_f64());
+                }
+                metrics.batch_messages.observe(messages.len() as f64);
+                metrics.messages.inc_by(messages.len() as u64);
+                metrics.readings_stored.inc_by(stored);
+                metrics
+                    .readings_duplicate
+                    .inc_by((changes.readings.len() as u64).saturating_sub(stored));
+                tracing::debug!(messages = messages.len(), stored, "batch committed");
+                return Stored { messages, changes };
+            }
+            Err(error) => {
+                health.set(false);
+                metrics.commit_failures.inc();
+                tracing::error!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot store a batch; holding it");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
     }
 }
 
@@ -484,6 +586,11 @@ async fn commit(
         .map(|(d, online)| (d, current_patient(&d), online))
         .collect();
     for refused in &refusals {
+        settings
+            .metrics
+            .rejected
+            .with_label_values(&[refused.reason])
+            .inc();
         tracing::debug!(reason = refused.reason, "reading refused");
     }
     Ok((stored, Committed { readings, liveness }))

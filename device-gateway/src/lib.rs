@@ -1,6 +1,6 @@
-//! # bedside-device-gateway — home devices over MQTT (not built yet)
+//! # bedside-device-gateway — home devices over MQTT
 //!
-//! This crate will own the MQTT side of Bedside: a rumqttc session on a
+//! This crate owns the MQTT side of Bedside: a rumqttc session on a
 //! persistent QoS 1 subscription to `bedside/v1/devices/+/vitals` and
 //! `.../status`, SenML (RFC 8428) decoding in JSON and CBOR, conversion to one
 //! canonical UCUM unit per metric, plausibility checks, batching, and
@@ -10,8 +10,13 @@
 //! blocks the rest.
 //!
 //! It must not know about HTTP or WebRTC. Device identities, their MQTT
-//! credentials and the broker's password and ACL lines are produced today by
-//! `bedside-records` (`devices provision`); this crate will consume them.
+//! credentials and the broker's password and ACL lines come from
+//! `bedside-records` (`devices provision`); this crate resolves each
+//! reading's patient from the assignment history there.
+//!
+//! Invariants: no message is acknowledged before the transaction holding
+//! its readings (or its rejection) has committed; a redelivered message
+//! stores nothing twice (the store's unique key).
 //!
 //! ## Layout
 //! - [`senml`]: the pure payload decoder (RFC 8428 packs in JSON and CBOR
@@ -19,6 +24,8 @@
 //! - [`gateway`]: the MQTT session (rumqttc, persistent QoS 1, manual acks),
 //!   batching, one transaction per batch, acknowledgement after commit,
 //!   backoff while the database fails.
+//! - [`metrics`]: Prometheus counters (rejections by reason) and timings.
 
 pub mod gateway;
+pub mod metrics;
 pub mod senml;

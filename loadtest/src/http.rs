@@ -104,7 +104,8 @@ fn client(server: &Server) -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
-async fn login(
+/// Signs in; the access token.
+pub(crate) async fn login(
     client: &reqwest::Client,
     base: &str,
     email: &str,

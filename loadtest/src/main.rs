@@ -2,10 +2,14 @@
 //!
 //! It talks to the server only over its public interfaces, as clients
 //! would, and prints figures; it never fails a test run. Today it measures
-//! HTTP latency and throughput (`loadtest http seed`, `loadtest http run`);
-//! device swarms (MQTT ingest) and synthetic visits (SFU) join it with the
-//! vitals and video issues.
+//! HTTP latency and throughput (`loadtest http seed`, `loadtest http run`)
+//! and device swarms through MQTT (`loadtest devices seed`, `loadtest
+//! devices run`); synthetic visits (SFU) join it with the video issue.
+//! `loadtest devices seed` alone writes to the database directly, as a bulk
+//! import would, because registering 10,000 devices one API call at a time
+//! would rewrite the broker's files 10,000 times.
 
+mod devices;
 mod http;
 mod stats;
 
@@ -26,11 +30,17 @@ enum Command {
         #[command(subcommand)]
         action: http::HttpAction,
     },
+    /// MQTT device swarms (ingest throughput, latency, exactly-once).
+    Devices {
+        #[command(subcommand)]
+        action: devices::DevicesAction,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Http { action } => http::run(action).await,
+        Command::Devices { action } => devices::run(action).await,
     }
 }

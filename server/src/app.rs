@@ -156,7 +156,7 @@ impl Application {
         let grace = Duration::from_secs(config.http.shutdown_grace_secs);
 
         let ingest = if config.ingest.enabled {
-            Some(start_ingest(&config, &state, stop_rx.clone()).await?)
+            Some(start_ingest(&config, &state, &registry, stop_rx.clone()).await?)
         } else {
             None
         };
@@ -240,6 +240,7 @@ impl Application {
 async fn start_ingest(
     config: &Config,
     state: &AppState,
+    registry: &prometheus::Registry,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     use bedside_device_gateway::gateway::{self, GatewaySettings, Health};
@@ -258,6 +259,7 @@ async fn start_ingest(
         password: secrets::gateway_password(config)?,
         batch_messages: ingest.batch_messages,
         batch_age: Duration::from_millis(ingest.batch_age_ms),
+        concurrent_batches: ingest.concurrent_batches,
         limits: bedside_device_gateway::senml::Limits {
             max_payload_bytes: ingest.max_payload_bytes,
             max_records: ingest.max_records,
@@ -265,6 +267,7 @@ async fn start_ingest(
             max_age: retention,
         },
         rejected_payload_bytes: ingest.rejected_payload_bytes,
+        metrics: bedside_device_gateway::metrics::IngestMetrics::register(registry),
     };
     let health = Health::default();
     let check = health.clone();
@@ -277,7 +280,11 @@ async fn start_ingest(
         stop.clone(),
         Some(committed_tx),
     ));
-    let engine = tokio::spawn(alert_engine(state.clone(), committed_rx));
+    let engine = tokio::spawn(alert_engine(
+        state.clone(),
+        committed_rx,
+        EngineMetrics::register(registry),
+    ));
     let silence = tokio::spawn(silence_watch(
         state.clone(),
         chrono::Duration::minutes(ingest.device_silence_minutes.max(1)),
@@ -315,10 +322,12 @@ async fn start_ingest(
 async fn alert_engine(
     state: AppState,
     mut committed: tokio::sync::mpsc::Receiver<bedside_device_gateway::gateway::Committed>,
+    metrics: EngineMetrics,
 ) {
     use bedside_signaling::live::LiveEvent;
     let settings = bedside_alerts::engine::EngineSettings::default();
     while let Some(batch) = committed.recv().await {
+        let started = std::time::Instant::now();
         for r in &batch.readings {
             state.live().publish(LiveEvent::Sample {
                 patient: r.patient_id,
@@ -335,7 +344,14 @@ async fn alert_engine(
         };
         match evaluated.await {
             Ok(events) => {
+                metrics
+                    .evaluation_seconds
+                    .observe(started.elapsed().as_secs_f64());
                 for event in events {
+                    metrics
+                        .transitions
+                        .with_label_values(&[event.kind.as_str()])
+                        .inc();
                     publish_alert(&state, event).await;
                 }
             }
@@ -343,6 +359,36 @@ async fn alert_engine(
                 tracing::error!(%error, "alert evaluation failed; the next readings evaluate again")
             }
         }
+    }
+}
+
+/// The alert engine's timings and transitions (labels: transition kinds only).
+#[derive(Clone)]
+struct EngineMetrics {
+    evaluation_seconds: prometheus::Histogram,
+    transitions: prometheus::IntCounterVec,
+}
+
+impl EngineMetrics {
+    fn register(registry: &prometheus::Registry) -> Self {
+        let metrics = Self {
+            evaluation_seconds: prometheus::Histogram::with_opts(
+                prometheus::HistogramOpts::new(
+                    "bedside_alert_evaluation_seconds",
+                    "Evaluating one committed batch: thresholds, NEWS2, liveness, committed transitions",
+                )
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0]),
+            )
+            .expect("valid metric"),
+            transitions: prometheus::IntCounterVec::new(
+                prometheus::Opts::new("bedside_alert_transitions_total", "Committed alert transitions"),
+                &["transition"],
+            )
+            .expect("valid metric"),
+        };
+        let _ = registry.register(Box::new(metrics.evaluation_seconds.clone()));
+        let _ = registry.register(Box::new(metrics.transitions.clone()));
+        metrics
     }
 }
 

@@ -110,6 +110,10 @@ pub enum DevicesAction {
         #[arg(long)]
         patient: Option<String>,
     },
+    /// Rewrite the broker's password and ACL files from the database and
+    /// reload the broker (after a restore, a bulk import, or a hand-edited
+    /// file).
+    Sync,
 }
 
 /// Runs a parsed command line.
@@ -223,6 +227,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     "# reload Mosquitto to apply: kill -HUP <mosquitto pid> (or set mqtt.broker_pid_file)"
                 );
             }
+            Ok(())
+        }
+        Command::Devices {
+            action: DevicesAction::Sync,
+        } => {
+            let db = app::connect(&config).await?;
+            let (done, _) = broker::sync(&db, &config).await?;
+            println!("{done}");
             Ok(())
         }
     }

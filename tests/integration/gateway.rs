@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use bedside_device_gateway::gateway::{self, GatewaySettings, Health};
+use bedside_device_gateway::metrics::IngestMetrics;
 use bedside_device_gateway::senml::Limits;
 use bedside_records::domain::{BirthDate, BoundedText, DeviceKind, Mrn, Serial, Sex};
 use bedside_records::patients::{self, PatientDetails};
@@ -30,8 +31,10 @@ fn settings(port: u16, batch_messages: usize, batch_age: Duration) -> GatewaySet
         password: GATEWAY_PASSWORD.into(),
         batch_messages,
         batch_age,
+        concurrent_batches: 2,
         limits: Limits::default(),
         rejected_payload_bytes: 4096,
+        metrics: IngestMetrics::register(&prometheus::Registry::new()),
     }
 }
 
@@ -163,6 +166,13 @@ async fn readings_are_stored_once_bad_ones_rejected_and_nothing_lost_while_away(
         reasons,
         vec!["malformed_payload".to_owned(), "unknown_unit".to_owned()]
     );
+    // The same refusals are counted by reason for the operator's dashboards.
+    let rejected = |reason: &str| settings.metrics.rejected.with_label_values(&[reason]).get();
+    assert_eq!(
+        (rejected("malformed_payload"), rejected("unknown_unit")),
+        (1, 1)
+    );
+    assert_eq!(settings.metrics.readings_stored.get(), 3);
     let owner: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT DISTINCT patient_id FROM vitals")
         .fetch_all(&db)
         .await

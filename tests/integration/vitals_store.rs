@@ -62,6 +62,19 @@ async fn batches_are_idempotent_and_queries_answer_latest_range_and_buckets() {
         .unwrap();
     assert_eq!((hr.time, hr.value), (at(14), 80.0));
     assert_eq!(latest.len(), 2);
+    // A late reading (a device catching up after being offline) is stored
+    // but does not replace the newer latest value.
+    let late = [reading(device, patient, Metric::HeartRate, 12, 99.5)];
+    assert_eq!(
+        store::insert_batch(&db, &late).await.unwrap(),
+        0,
+        "minute 12 exists"
+    );
+    let late = [reading(device, patient, Metric::Spo2, -5, 91.0)];
+    assert_eq!(store::insert_batch(&db, &late).await.unwrap(), 1);
+    let latest = queries::latest(&db, patient, at(-60)).await.unwrap();
+    let spo2 = latest.iter().find(|l| l.metric == Metric::Spo2).unwrap();
+    assert_eq!((spo2.time, spo2.value), (at(9), 97.0));
     assert!(
         queries::latest(&db, Uuid::new_v4(), at(-60))
             .await
@@ -213,7 +226,14 @@ async fn device_liveness_follows_announcements_readings_and_silence() {
         vec![device],
         "a reading brings it back"
     );
-    // Silent since 10:03: offline once the cutoff passes it, and only once.
+    // An online device's last_seen moves in steps of the resolution, not on every message.
+    let seconds = |s: i64| at(3) + Duration::seconds(s);
+    let last_seen = |db| async move { liveness::of(db, &[device]).await.unwrap()[0].last_seen };
+    liveness::seen(&db, &[device], seconds(5)).await.unwrap();
+    assert_eq!(last_seen(&db).await, at(3), "5 s later: unchanged");
+    liveness::seen(&db, &[device], seconds(11)).await.unwrap();
+    assert_eq!(last_seen(&db).await, seconds(11), "11 s later: moved");
+    // Silent since 10:03:11: offline once the cutoff passes it, and only once.
     assert!(
         liveness::expire_silent(&db, at(3))
             .await
@@ -231,5 +251,8 @@ async fn device_liveness_follows_announcements_readings_and_silence() {
             .is_empty()
     );
     let status = liveness::of(&db, &[device]).await.unwrap();
-    assert_eq!((status[0].online, status[0].last_seen), (false, at(3)));
+    assert_eq!(
+        (status[0].online, status[0].last_seen),
+        (false, at(3) + Duration::seconds(11))
+    );
 }

@@ -1,7 +1,9 @@
 //! # bedside-vitals-store — readings in PostgreSQL or TimescaleDB
 //!
 //! This crate owns the `vitals` table (one row per reading, unique on
-//! device, metric and time, so a redelivered message stores nothing twice)
+//! device, metric and time, so a redelivered message stores nothing twice),
+//! `vitals_latest` (each patient's latest value per metric, updated by the
+//! same statement that stores a batch, so it never disagrees with `vitals`)
 //! and the `rejected_messages` table, their migrations ([`MIGRATOR`]),
 //! idempotent batch inserts, the range and `date_bin`-bucketed queries the
 //! dashboards use, and retention.

@@ -70,6 +70,12 @@ pub async fn maintain(
     ahead: Duration,
 ) -> crate::Result<Maintenance> {
     let mut done = Maintenance::default();
+    // A latest value must not outlive the readings it summarises (on both
+    // backends: TimescaleDB's retention policy knows nothing of this table).
+    sqlx::query("DELETE FROM vitals_latest WHERE time < $1")
+        .bind(now - retention)
+        .execute(db)
+        .await?;
     if backend(db).await? == Backend::Timescale {
         return Ok(done);
     }

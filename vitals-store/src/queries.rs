@@ -28,22 +28,48 @@ pub async fn latest(
     patient: Uuid,
     since: DateTime<Utc>,
 ) -> crate::Result<Vec<Latest>> {
-    let rows: Vec<(String, DateTime<Utc>, f64)> = sqlx::query_as(
-        "SELECT DISTINCT ON (metric) metric, time, value
-         FROM vitals WHERE patient_id = $1 AND time >= $2
-         ORDER BY metric, time DESC",
+    Ok(latest_for_patients(db, &[patient], since)
+        .await?
+        .into_iter()
+        .map(|(_, latest)| latest)
+        .collect())
+}
+
+/// [`latest`] for several patients in one query, as (patient, value) pairs
+/// ordered by patient. Reads `vitals_latest`, which the batch insert keeps
+/// current.
+///
+/// # Errors
+/// When the database fails.
+pub async fn latest_for_patients(
+    db: &PgPool,
+    patients: &[Uuid],
+    since: DateTime<Utc>,
+) -> crate::Result<Vec<(Uuid, Latest)>> {
+    if patients.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(Uuid, String, DateTime<Utc>, f64)> = sqlx::query_as(
+        "SELECT patient_id, metric, time, value FROM vitals_latest
+         WHERE patient_id = ANY($1) AND time >= $2
+         ORDER BY patient_id, metric",
     )
-    .bind(patient)
+    .bind(patients)
     .bind(since)
     .fetch_all(db)
     .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(m, time, value)| {
-            Metric::from_name(&m).map(|metric| Latest {
-                metric,
-                time,
-                value,
+        .filter_map(|(patient, m, time, value)| {
+            Metric::from_name(&m).map(|metric| {
+                (
+                    patient,
+                    Latest {
+                        metric,
+                        time,
+                        value,
+                    },
+                )
             })
         })
         .collect())

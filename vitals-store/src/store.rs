@@ -46,20 +46,34 @@ pub async fn insert_batch(
         patients.push(r.patient_id);
         values.push(r.value);
     }
-    let inserted = sqlx::query(
-        "INSERT INTO vitals (time, device_id, metric, patient_id, value)
-         SELECT * FROM unnest($1::timestamptz[], $2::uuid[], $3::text[], $4::uuid[], $5::float8[])
-         ON CONFLICT (device_id, metric, time) DO NOTHING",
+    // One statement: the new rows, then the per-patient latest values from
+    // those rows only (a redelivered duplicate changes nothing). DISTINCT ON
+    // keeps one row per key, as one INSERT may not update a row twice; a
+    // late reading never replaces a newer latest value.
+    let inserted: i64 = sqlx::query_scalar(
+        "WITH new AS (
+             INSERT INTO vitals (time, device_id, metric, patient_id, value)
+             SELECT * FROM unnest($1::timestamptz[], $2::uuid[], $3::text[], $4::uuid[], $5::float8[])
+             ON CONFLICT (device_id, metric, time) DO NOTHING
+             RETURNING time, device_id, metric, patient_id, value
+         ), latest AS (
+             INSERT INTO vitals_latest (patient_id, metric, time, value, device_id)
+             SELECT DISTINCT ON (patient_id, metric) patient_id, metric, time, value, device_id
+             FROM new ORDER BY patient_id, metric, time DESC
+             ON CONFLICT (patient_id, metric) DO UPDATE
+                 SET time = EXCLUDED.time, value = EXCLUDED.value, device_id = EXCLUDED.device_id
+                 WHERE vitals_latest.time < EXCLUDED.time
+         )
+         SELECT count(*) FROM new",
     )
     .bind(&times)
     .bind(&devices)
     .bind(&metrics)
     .bind(&patients)
     .bind(&values)
-    .execute(db)
-    .await?
-    .rows_affected();
-    Ok(inserted)
+    .fetch_one(db)
+    .await?;
+    Ok(inserted.max(0) as u64)
 }
 
 /// A message or record the gateway refused.

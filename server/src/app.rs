@@ -328,14 +328,14 @@ async fn alert_engine(
     let settings = bedside_alerts::engine::EngineSettings::default();
     while let Some(batch) = committed.recv().await {
         let started = std::time::Instant::now();
-        for r in &batch.readings {
-            state.live().publish(LiveEvent::Sample {
+        state
+            .live()
+            .publish_all(batch.readings.iter().map(|r| LiveEvent::Sample {
                 patient: r.patient_id,
                 metric: r.metric,
                 value: r.value,
                 time: r.time,
-            });
-        }
+            }));
         let evaluated = async {
             let mut events =
                 bedside_alerts::engine::on_readings(state.db(), &settings, &batch.readings).await?;

@@ -11,9 +11,10 @@
 //!    `since_seq` and also receives every alert event it missed.
 //! 3. Then `sample`s (coalesced per patient and metric, at most four a
 //!    second) and `alert`s (each committed transition, never dropped).
-//!    A feed that falls behind the hub loses samples but catches up on
-//!    alerts from the database; one that falls behind too often is closed
-//!    with the reason `too_slow`.
+//!    The hub routes only the subscribed patients' events to the feed. A
+//!    feed that falls behind loses samples but catches up on alerts from
+//!    the database; one that falls behind too often is closed with the
+//!    reason `too_slow`.
 //! 4. `ack_alert` acknowledges an alert (audited); every feed watching that
 //!    patient then sees the `acknowledged` event.
 
@@ -30,13 +31,12 @@ use bedside_vitals_store::metric::Metric;
 use bedside_vitals_store::queries;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::{Caller, identify};
 use crate::extract::RequestMeta;
-use crate::live::LiveEvent;
+use crate::live::{LiveEvent, RecvError, Watcher};
 use crate::policy::{Access, decide};
 
 /// The protocol version this server speaks.
@@ -167,6 +167,8 @@ struct Feed {
     socket: WebSocket,
     caller: Option<Caller>,
     patients: BTreeSet<Uuid>,
+    /// Which patients the hub routes to this feed (set once authenticated).
+    watcher: Option<Watcher>,
     pending_samples: BTreeMap<(Uuid, Metric), (f64, DateTime<Utc>)>,
     last_seq: i64,
 }
@@ -184,6 +186,7 @@ impl Feed {
             socket,
             caller: None,
             patients: BTreeSet::new(),
+            watcher: None,
             pending_samples: BTreeMap::new(),
             last_seq: 0,
         }
@@ -263,7 +266,8 @@ impl Feed {
             return;
         }
         // 2./3. messages, hub events and the sample timer
-        let mut hub = self.state.live().subscribe();
+        let (watcher, mut hub) = self.state.live().subscribe();
+        self.watcher = Some(watcher);
         let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
         // A socket outlives its 15-minute token; it stays open only while
         // the session behind the token does (logout and deactivation end it).
@@ -279,7 +283,7 @@ impl Feed {
                 },
                 event = hub.recv() => match event {
                     Ok(event) => self.on_event(&event).await,
-                    Err(RecvError::Lagged(_)) => {
+                    Err(RecvError::Lagged) => {
                         lags += 1;
                         if lags > MAX_LAGS {
                             Flow::Close("too_slow")
@@ -345,6 +349,9 @@ impl Feed {
                 since_seq,
             } => self.subscribe(patients, since_seq).await,
             ClientMessage::Unsubscribe { patients } => {
+                if let Some(watcher) = &self.watcher {
+                    watcher.unwatch(&patients);
+                }
                 for p in patients {
                     self.patients.remove(&p);
                 }
@@ -437,27 +444,34 @@ impl Feed {
         if granted.is_empty() {
             return true;
         }
+        // Routed before the snapshot is read, so nothing committed in
+        // between is missed; alerts the snapshot already covers are skipped
+        // by their sequence number.
+        if let Some(watcher) = &self.watcher {
+            watcher.watch(&granted);
+        }
         let db = self.state.db();
         let seq = alert_store::latest_seq(db).await.unwrap_or(0);
         let since = Utc::now() - chrono::Duration::hours(24);
-        let mut snapshot = Vec::new();
-        for patient in &granted {
-            let latest = queries::latest(db, *patient, since)
-                .await
-                .unwrap_or_default();
-            snapshot.push(PatientSnapshot {
-                patient_id: *patient,
-                latest: latest
-                    .into_iter()
-                    .map(|l| LatestValue {
-                        metric: l.metric,
-                        value: l.value,
-                        unit: l.metric.unit(),
-                        time: l.time,
-                    })
-                    .collect(),
+        let mut latest: BTreeMap<Uuid, Vec<LatestValue>> = BTreeMap::new();
+        for (patient, l) in queries::latest_for_patients(db, &granted, since)
+            .await
+            .unwrap_or_default()
+        {
+            latest.entry(patient).or_default().push(LatestValue {
+                metric: l.metric,
+                value: l.value,
+                unit: l.metric.unit(),
+                time: l.time,
             });
         }
+        let snapshot: Vec<PatientSnapshot> = granted
+            .iter()
+            .map(|patient| PatientSnapshot {
+                patient_id: *patient,
+                latest: latest.remove(patient).unwrap_or_default(),
+            })
+            .collect();
         let alerts = alert_store::live_for_patients(db, &granted)
             .await
             .unwrap_or_default();

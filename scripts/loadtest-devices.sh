@@ -48,8 +48,11 @@ LOADTEST="$ROOT/target/release/loadtest"
 
 PG_PORT="$(free_port)"
 # Commit timestamps give every reading's publish→commit time after the run.
-PG_EXTRA_OPTS="-c track_commit_timestamp=on -c max_connections=200" start_postgres "$WORK/pg" "$PG_PORT"
+# pg_stat_statements is the database side of the profile printed at the end.
+PG_EXTRA_OPTS="-c track_commit_timestamp=on -c max_connections=200 -c shared_preload_libraries=pg_stat_statements" \
+    start_postgres "$WORK/pg" "$PG_PORT"
 psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qAt -c "CREATE DATABASE bedside" >/dev/null
+psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qAt -d bedside -c "CREATE EXTENSION pg_stat_statements" >/dev/null
 
 MQTT_PORT="$(free_port)"
 PASSTHROUGH_PORT="$(free_port)"
@@ -94,6 +97,7 @@ until curl -fsS "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; do
     sleep 0.5
 done
 
+psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qAt -d bedside -c "SELECT pg_stat_statements_reset()" >/dev/null
 say "loadtest devices run $*"
 "$LOADTEST" devices run --devices-file "$WORK/devices.json" \
     --mqtt-port "$MQTT_PORT" --base "http://127.0.0.1:$HTTP_PORT" \
@@ -101,3 +105,9 @@ say "loadtest devices run $*"
 
 say "Bedside's own ingest and alert metrics after the run"
 curl -fsS "http://$BEDSIDE_METRICS__ADDR/metrics" | grep -E '^bedside_(ingest|alert)_' | grep -v '_bucket' || true
+
+say "the database's profile: statements by total time during the run"
+psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d bedside -P pager=off -c "
+    SELECT round(total_exec_time::numeric / 1000, 2) AS total_s, calls,
+           round(mean_exec_time::numeric, 2) AS mean_ms, left(regexp_replace(query, '\s+', ' ', 'g'), 90) AS statement
+    FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 10"

@@ -231,9 +231,9 @@ async fn device_liveness_follows_announcements_readings_and_silence() {
     let last_seen = |db| async move { liveness::of(db, &[device]).await.unwrap()[0].last_seen };
     liveness::seen(&db, &[device], seconds(5)).await.unwrap();
     assert_eq!(last_seen(&db).await, at(3), "5 s later: unchanged");
-    liveness::seen(&db, &[device], seconds(11)).await.unwrap();
-    assert_eq!(last_seen(&db).await, seconds(11), "11 s later: moved");
-    // Silent since 10:03:11: offline once the cutoff passes it, and only once.
+    liveness::seen(&db, &[device], seconds(21)).await.unwrap();
+    assert_eq!(last_seen(&db).await, seconds(21), "21 s later: moved");
+    // Silent since 10:03:21: offline once the cutoff passes it, and only once.
     assert!(
         liveness::expire_silent(&db, at(3))
             .await
@@ -253,6 +253,6 @@ async fn device_liveness_follows_announcements_readings_and_silence() {
     let status = liveness::of(&db, &[device]).await.unwrap();
     assert_eq!(
         (status[0].online, status[0].last_seen),
-        (false, at(3) + Duration::seconds(11))
+        (false, at(3) + Duration::seconds(21))
     );
 }

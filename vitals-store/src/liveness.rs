@@ -19,16 +19,18 @@ pub struct DeviceStatus {
     pub changed_at: DateTime<Utc>,
 }
 
-/// How stale `last_seen` may be for a device that is online. A device
-/// publishing every second would otherwise rewrite its status row every
-/// second (10,000 devices: 10,000 row updates a second for nothing); the
-/// silence timer counts in minutes and dashboards show "seconds ago".
+/// How stale `last_seen` may be for a device that is online: between this
+/// and twice this, spread per device by its id so that devices that came
+/// online together do not all rewrite their rows in the same second. A
+/// device publishing every second would otherwise rewrite its status row
+/// every second (10,000 devices: 10,000 row updates a second for nothing);
+/// the silence timer counts in minutes and dashboards show "seconds ago".
 pub const LAST_SEEN_RESOLUTION_SECS: i32 = 10;
 
 /// Records that devices were heard from at `at` (a reading counts as a sign
 /// of life). Returns the devices that were offline and are now back.
 /// `last_seen` of an online device moves only once it is
-/// [`LAST_SEEN_RESOLUTION_SECS`] old.
+/// [`LAST_SEEN_RESOLUTION_SECS`] (to twice that) old.
 ///
 /// # Errors
 /// When the database fails.
@@ -40,27 +42,31 @@ pub async fn seen(
     if devices.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<(Uuid, Option<bool>)> = sqlx::query_as(
-        "WITH before AS (SELECT device_id, online FROM device_status WHERE device_id = ANY($1))
-         INSERT INTO device_status (device_id, online, last_seen, changed_at)
-         SELECT d, true, $2, $2 FROM unnest($1::uuid[]) AS d
-         ON CONFLICT (device_id) DO UPDATE SET
-             last_seen = GREATEST(device_status.last_seen, EXCLUDED.last_seen),
-             changed_at = CASE WHEN device_status.online THEN device_status.changed_at ELSE EXCLUDED.changed_at END,
-             online = true
-         WHERE NOT device_status.online
-            OR device_status.last_seen < EXCLUDED.last_seen - make_interval(secs => $3)
-         RETURNING device_id, (SELECT NOT b.online FROM before b WHERE b.device_id = device_status.device_id) AS came_back",
+    // Devices offline before this statement are the ones that came back:
+    // the upsert always turns an offline device online. (Read before, in
+    // the same snapshot; data-modifying CTEs run even when unreferenced.)
+    let came_back: Vec<Uuid> = sqlx::query_scalar(
+        "WITH before AS (
+             SELECT device_id FROM device_status WHERE device_id = ANY($1) AND NOT online
+         ), upsert AS (
+             INSERT INTO device_status (device_id, online, last_seen, changed_at)
+             SELECT d, true, $2, $2 FROM unnest($1::uuid[]) AS d
+             ON CONFLICT (device_id) DO UPDATE SET
+                 last_seen = GREATEST(device_status.last_seen, EXCLUDED.last_seen),
+                 changed_at = CASE WHEN device_status.online THEN device_status.changed_at ELSE EXCLUDED.changed_at END,
+                 online = true
+             WHERE NOT device_status.online
+                OR device_status.last_seen < EXCLUDED.last_seen
+                   - make_interval(secs => $3 * (1 + get_byte(uuid_send(device_status.device_id), 15) / 255.0))
+         )
+         SELECT device_id FROM before",
     )
     .bind(devices)
     .bind(at)
     .bind(f64::from(LAST_SEEN_RESOLUTION_SECS))
     .fetch_all(db)
     .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(device, came_back)| came_back.unwrap_or(false).then_some(device))
-        .collect())
+    Ok(came_back)
 }
 
 /// Records an announced status (`online` or `offline`). Returns whether it changed.

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Measures the vitals pipeline under a swarm of home devices, everything on
 # this machine:
-#   - a private PostgreSQL with its durable defaults (fsync and synchronous
-#     commit on: the figures are what a clinic would get) and commit
+#   - a private PostgreSQL with the settings scripts/start.sh uses (durable:
+#     fsync and synchronous commit on, so the figures are what a clinic
+#     would get; see BEDSIDE_PG_SETTINGS in scripts/lib.sh) and commit
 #     timestamps tracked (publish→commit of every reading, read afterwards);
 #   - Mosquitto from Bedside's shipped configuration (deploy/mosquitto), with
 #     the password and ACL files `bedside devices sync` writes;
@@ -12,7 +13,9 @@
 #   - `loadtest devices seed`, then `loadtest devices run` with the
 #     arguments given to this script (e.g. --rate 10000 --seconds 60).
 # DEVICES (default 10000) sets the swarm's size; KEEP=1 keeps the work
-# directory (logs, the JSON report) instead of removing it.
+# directory (logs, the JSON report) instead of removing it; PROFILE=1 samples
+# every process with perf for 20 s of the publishing window and prints where
+# the CPU went (needs linux-perf).
 #
 #   scripts/loadtest-devices.sh --rate 10000 --seconds 60 --json /tmp/devices.json
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -49,7 +52,7 @@ LOADTEST="$ROOT/target/release/loadtest"
 PG_PORT="$(free_port)"
 # Commit timestamps give every reading's publish→commit time after the run.
 # pg_stat_statements is the database side of the profile printed at the end.
-PG_EXTRA_OPTS="-c track_commit_timestamp=on -c max_connections=200 -c shared_preload_libraries=pg_stat_statements" \
+PG_EXTRA_OPTS="$BEDSIDE_PG_SETTINGS -c track_commit_timestamp=on -c max_connections=200 -c shared_preload_libraries=pg_stat_statements" \
     start_postgres "$WORK/pg" "$PG_PORT"
 psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qAt -c "CREATE DATABASE bedside" >/dev/null
 psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qAt -d bedside -c "CREATE EXTENSION pg_stat_statements" >/dev/null
@@ -98,10 +101,15 @@ until curl -fsS "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; do
 done
 
 psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qAt -d bedside -c "SELECT pg_stat_statements_reset()" >/dev/null
+PROFILE_ARGS=()
+if [ "${PROFILE:-0}" = 1 ]; then
+    apt_need linux-perf perf
+    PROFILE_ARGS=(--profile-command "perf record -a -g -e cpu-clock -F 199 -o $WORK/perf.data -- sleep 20 2>/dev/null")
+fi
 say "loadtest devices run $*"
 "$LOADTEST" devices run --devices-file "$WORK/devices.json" \
     --mqtt-port "$MQTT_PORT" --base "http://127.0.0.1:$HTTP_PORT" \
-    --passthrough-port "$PASSTHROUGH_PORT" "$@"
+    --passthrough-port "$PASSTHROUGH_PORT" "${PROFILE_ARGS[@]}" "$@"
 
 say "Bedside's own ingest and alert metrics after the run"
 curl -fsS "http://$BEDSIDE_METRICS__ADDR/metrics" | grep -E '^bedside_(ingest|alert)_' | grep -v '_bucket' || true
@@ -111,3 +119,9 @@ psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d bedside -P pager=off -c "
     SELECT round(total_exec_time::numeric / 1000, 2) AS total_s, calls,
            round(mean_exec_time::numeric, 2) AS mean_ms, left(regexp_replace(query, '\s+', ' ', 'g'), 90) AS statement
     FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 10"
+
+if [ "${PROFILE:-0}" = 1 ]; then
+    say "the CPU profile: by process, then the hottest functions"
+    perf report -i "$WORK/perf.data" --no-children --sort comm --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -8
+    perf report -i "$WORK/perf.data" --no-children --sort comm,dso,sym --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -25
+fi

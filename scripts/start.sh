@@ -30,7 +30,7 @@ chmod 755 "$DATA"
 install_base_packages
 require_toolchains
 
-start_postgres "$DATA/pg" "$PG_PORT"
+PG_EXTRA_OPTS="$BEDSIDE_PG_SETTINGS" start_postgres "$DATA/pg" "$PG_PORT"
 PSQL=(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qAt)
 if [ "$("${PSQL[@]}" -c "SELECT 1 FROM pg_database WHERE datname = 'bedside'")" != "1" ]; then
     "${PSQL[@]}" -c "CREATE DATABASE bedside"

@@ -54,6 +54,19 @@ pub const VITALS_CBOR_FILTER: &str = "bedside/v1/devices/+/vitals/cbor";
 /// The topic filter for device status (retained `online`, last will `offline`).
 pub const STATUS_FILTER: &str = "bedside/v1/devices/+/status";
 
+/// The topic filters the gateway subscribes to, shared in `group` when given.
+/// (Shared subscriptions receive no retained messages: a device's retained
+/// `online` is then seen only when it is published, not on subscribing.)
+pub fn filters(group: Option<&str>) -> Vec<String> {
+    [VITALS_FILTER, VITALS_CBOR_FILTER, STATUS_FILTER]
+        .iter()
+        .map(|filter| match group {
+            Some(group) => format!("$share/{group}/{filter}"),
+            None => (*filter).to_owned(),
+        })
+        .collect()
+}
+
 /// What a committed batch changed, for the alert engine and the live feeds.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Committed {
@@ -76,6 +89,12 @@ pub struct GatewaySettings {
     pub username: String,
     /// Password.
     pub password: String,
+    /// TLS to the broker (`mqtts://`): whom to trust. `None`: plain TCP.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Subscribe as `$share/<group>/…` so several gateways (one per Bedside
+    /// node, each with its own client id) split the devices' stream.
+    /// Mosquitto 2 offers shared subscriptions to MQTT 3.1.1 clients too.
+    pub shared_group: Option<String>,
     /// A batch closes at this many messages. Must not exceed the broker's
     /// in-flight window for this client (Mosquitto's `max_inflight_messages`),
     /// since no message is acknowledged before its batch commits.
@@ -160,6 +179,12 @@ pub async fn run(
         .set_credentials(&settings.username, &settings.password)
         .set_manual_acks(true)
         .set_max_packet_size(settings.limits.max_payload_bytes + 1024, 64 * 1024);
+    if let Some(tls) = &settings.tls {
+        options.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(tls.clone()),
+        ));
+    }
+    let filters = filters(settings.shared_group.as_deref());
     // Neither channel may fill: if the poll task waited on a full channel
     // to the batch task while the batch task waited to queue acks for the
     // event loop that only the poll task drains, both would stop (the shape
@@ -188,7 +213,7 @@ pub async fn run(
                     tracing::info!("connected to the MQTT broker");
                     // Subscribing again on every connection is harmless with a
                     // persistent session and needed when the broker lost it.
-                    for filter in [VITALS_FILTER, VITALS_CBOR_FILTER, STATUS_FILTER] {
+                    for filter in &filters {
                         if let Err(error) = poll_client.try_subscribe(filter, QoS::AtLeastOnce) {
                             tracing::error!(%error, "cannot queue the subscription");
                         }
@@ -614,6 +639,19 @@ fn into_sqlx(error: bedside_vitals_store::StoreError) -> sqlx::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shared_group_prefixes_every_filter() {
+        assert_eq!(filters(None)[0], VITALS_FILTER);
+        assert_eq!(
+            filters(Some("bedside")),
+            vec![
+                format!("$share/bedside/{VITALS_FILTER}"),
+                format!("$share/bedside/{VITALS_CBOR_FILTER}"),
+                format!("$share/bedside/{STATUS_FILTER}"),
+            ]
+        );
+    }
 
     #[test]
     fn device_ids_come_only_from_readings_topics() {

@@ -250,10 +250,12 @@ async fn start_ingest(
     bedside_vitals_store::partitions::maintain(state.db(), chrono::Utc::now(), retention, ahead)
         .await
         .context("cannot prepare the vitals partitions")?;
-    let (host, port) = crate::config::mqtt_endpoint(&config.mqtt.url)?;
+    let endpoint = crate::config::mqtt_endpoint(&config.mqtt.url)?;
     let settings = GatewaySettings {
-        host,
-        port,
+        host: endpoint.host,
+        port: endpoint.port,
+        tls: config.mqtt_tls()?,
+        shared_group: ingest.shared_group.clone(),
         client_id: ingest.client_id.clone(),
         username: config.mqtt.username.clone(),
         password: secrets::gateway_password(config)?,

@@ -227,6 +227,9 @@ pub struct MqttConfig {
     /// Mosquitto's pid file. When set, Bedside sends the broker SIGHUP after
     /// rewriting its files, so a new device can connect at once.
     pub broker_pid_file: Option<PathBuf>,
+    /// For `mqtts://`: PEM certificates of the CA that signed the broker's
+    /// certificate. Default: the Mozilla root programme (webpki-roots).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for MqttConfig {
@@ -238,6 +241,7 @@ impl Default for MqttConfig {
             password_file: None,
             acl_file: None,
             broker_pid_file: None,
+            ca_file: None,
         }
     }
 }
@@ -354,6 +358,10 @@ pub struct IngestConfig {
     /// overlap. 3 measured best on two cores at 10,000 messages/s
     /// (`scripts/loadtest-devices.sh`); acknowledgements stay in order.
     pub concurrent_batches: usize,
+    /// When set, the gateway subscribes as `$share/<group>/…` so several
+    /// Bedside nodes (each with its own `client_id`) split the devices'
+    /// stream. Unset: one node takes every message.
+    pub shared_group: Option<String>,
     /// Largest accepted payload in bytes; a SenML pack of a few readings is
     /// under 1 KiB.
     pub max_payload_bytes: usize,
@@ -385,6 +393,7 @@ impl Default for IngestConfig {
             batch_messages: 500,
             batch_age_ms: 20,
             concurrent_batches: 3,
+            shared_group: None,
             max_payload_bytes: 64 * 1024,
             max_records: 512,
             max_future_secs: 300,
@@ -401,15 +410,13 @@ impl Default for IngestConfig {
 ///
 /// # Errors
 /// Another scheme (TLS `mqtts://` is not supported yet), or no host.
-pub fn mqtt_endpoint(url: &str) -> anyhow::Result<(String, u16)> {
-    let rest = if let Some(rest) = url.strip_prefix("mqtt://") {
-        rest
-    } else if url.starts_with("mqtts://") {
-        anyhow::bail!(
-            "mqtt.url: mqtts:// (TLS to the broker) is not supported yet; use mqtt:// on a trusted network"
-        )
+pub fn mqtt_endpoint(url: &str) -> anyhow::Result<MqttEndpoint> {
+    let (rest, tls, default_port) = if let Some(rest) = url.strip_prefix("mqtt://") {
+        (rest, false, 1883)
+    } else if let Some(rest) = url.strip_prefix("mqtts://") {
+        (rest, true, 8883)
     } else {
-        anyhow::bail!("mqtt.url must start with mqtt://")
+        anyhow::bail!("mqtt.url must start with mqtt:// or mqtts://")
     };
     let rest = rest.trim_end_matches('/');
     let (host, port) = match rest.rsplit_once(':') {
@@ -418,10 +425,63 @@ pub fn mqtt_endpoint(url: &str) -> anyhow::Result<(String, u16)> {
             port.parse::<u16>()
                 .map_err(|_| anyhow::anyhow!("mqtt.url: bad port {port:?}"))?,
         ),
-        None => (rest, 1883),
+        None => (rest, default_port),
     };
     anyhow::ensure!(!host.is_empty(), "mqtt.url has no host");
-    Ok((host.to_owned(), port))
+    Ok(MqttEndpoint {
+        host: host.to_owned(),
+        port,
+        tls,
+    })
+}
+
+/// Where the broker is, from `mqtt.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttEndpoint {
+    /// Host name or address (also the name TLS verifies).
+    pub host: String,
+    /// Port: 1883 for `mqtt://`, 8883 for `mqtts://` unless given.
+    pub port: u16,
+    /// `mqtts://`: TLS (rustls) to the broker.
+    pub tls: bool,
+}
+
+impl Config {
+    /// The TLS client configuration for `mqtts://`: the certificates in
+    /// `mqtt.ca_file` when set (a clinic's own CA), else the Mozilla roots.
+    /// `None` for plain `mqtt://`.
+    ///
+    /// # Errors
+    /// When the URL is bad or the CA file cannot be read or holds no certificate.
+    pub fn mqtt_tls(&self) -> anyhow::Result<Option<std::sync::Arc<rustls::ClientConfig>>> {
+        if !mqtt_endpoint(&self.mqtt.url)?.tls {
+            return Ok(None);
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.mqtt.ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .with_context(|| format!("cannot read mqtt.ca_file {}", path.display()))?;
+                for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                    let cert = cert.with_context(|| format!("{} is not PEM", path.display()))?;
+                    roots.add(cert).with_context(|| {
+                        format!("a certificate in {} is unusable", path.display())
+                    })?;
+                }
+                anyhow::ensure!(
+                    !roots.is_empty(),
+                    "mqtt.ca_file {} holds no certificate",
+                    path.display()
+                );
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        Ok(Some(std::sync::Arc::new(
+            rustls::ClientConfig::builder()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )))
+    }
 }
 
 /// Logging.
@@ -519,6 +579,13 @@ impl Config {
                 (1..=16).contains(&self.ingest.concurrent_batches),
                 "ingest.concurrent_batches must be between 1 and 16"
             );
+            if let Some(group) = &self.ingest.shared_group {
+                anyhow::ensure!(
+                    !group.is_empty() && !group.contains(['/', '+', '#']),
+                    "ingest.shared_group must be a name without '/', '+' or '#'"
+                );
+            }
+            self.mqtt_tls()?;
             anyhow::ensure!(
                 self.ingest.retention_days > 0,
                 "ingest.retention_days must be positive"
@@ -635,17 +702,45 @@ mod tests {
 
     #[test]
     fn mqtt_urls_give_host_and_port() {
+        let endpoint = |host: &str, port, tls| MqttEndpoint {
+            host: host.into(),
+            port,
+            tls,
+        };
         assert_eq!(
             mqtt_endpoint("mqtt://127.0.0.1:1884").unwrap(),
-            ("127.0.0.1".into(), 1884)
+            endpoint("127.0.0.1", 1884, false)
         );
         assert_eq!(
             mqtt_endpoint("mqtt://broker.clinic").unwrap(),
-            ("broker.clinic".into(), 1883)
+            endpoint("broker.clinic", 1883, false)
         );
-        assert!(mqtt_endpoint("mqtts://broker:8883").is_err());
+        assert_eq!(
+            mqtt_endpoint("mqtts://broker.clinic").unwrap(),
+            endpoint("broker.clinic", 8883, true)
+        );
         assert!(mqtt_endpoint("http://broker").is_err());
         assert!(mqtt_endpoint("mqtt://:1883").is_err());
+    }
+
+    #[test]
+    fn mqtts_trusts_the_mozilla_roots_or_a_clinics_ca_file() {
+        let mut config = Config::default();
+        config.mqtt.url = "mqtts://broker.clinic".into();
+        assert!(config.mqtt_tls().unwrap().is_some());
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("ca.pem");
+        std::fs::write(&not_pem, "not a certificate").unwrap();
+        config.mqtt.ca_file = Some(not_pem);
+        let error = config.mqtt_tls().unwrap_err().to_string();
+        assert!(error.contains("holds no certificate"), "{error}");
+        config.mqtt.ca_file = Some(dir.path().join("missing.pem"));
+        assert!(config.validate().is_err());
+        config.mqtt.url = "mqtt://broker.clinic".into();
+        assert!(
+            config.mqtt_tls().unwrap().is_none(),
+            "plain mqtt:// needs no CA"
+        );
     }
 
     #[test]

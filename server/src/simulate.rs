@@ -112,7 +112,9 @@ pub async fn run(
                 path.display()
             )
         })?)?;
-    let (host, port) = mqtt_endpoint(&config.mqtt.url)?;
+    let endpoint = mqtt_endpoint(&config.mqtt.url)?;
+    let (host, port) = (endpoint.host, endpoint.port);
+    let tls = config.mqtt_tls()?;
     // The last blood-pressure cuff drops off the network after 90 s.
     let dropping = devices
         .iter()
@@ -122,7 +124,11 @@ pub async fn run(
         let (host, stop) = (host.clone(), shutdown.clone());
         let drop_after = (Some(i) == dropping).then_some(Duration::from_secs(90));
         tasks.push(tokio::spawn(simulate_device(
-            device, host, port, every, drop_after, stop,
+            device,
+            (host, port, tls.clone()),
+            every,
+            drop_after,
+            stop,
         )));
     }
     println!("simulating {} devices against {}:{port}", tasks.len(), host);
@@ -135,8 +141,7 @@ pub async fn run(
 
 async fn simulate_device(
     device: SimDevice,
-    host: String,
-    port: u16,
+    (host, port, tls): (String, u16, Option<std::sync::Arc<rustls::ClientConfig>>),
     every: Duration,
     drop_after: Option<Duration>,
     mut stop: watch::Receiver<bool>,
@@ -148,6 +153,11 @@ async fn simulate_device(
         .set_credentials(&device.device_id, &device.password)
         .set_keep_alive(Duration::from_secs(15))
         .set_last_will(LastWill::new(&status, "offline", QoS::AtLeastOnce, true));
+    if let Some(tls) = tls {
+        options.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(tls),
+        ));
+    }
     let (client, mut eventloop) = AsyncClient::new(options, 16);
     let poller = tokio::spawn(async move {
         loop {

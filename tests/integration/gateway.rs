@@ -11,7 +11,7 @@ use bedside_device_gateway::senml::Limits;
 use bedside_records::domain::{BirthDate, BoundedText, DeviceKind, Mrn, Serial, Sex};
 use bedside_records::patients::{self, PatientDetails};
 use bedside_test_support::{
-    Broker, GATEWAY_PASSWORD, GATEWAY_USER, fresh_database, publish, wait_for,
+    Broker, GATEWAY_PASSWORD, GATEWAY_USER, fresh_database, publish, publish_lines, wait_for,
 };
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -32,6 +32,8 @@ fn settings(port: u16, batch_messages: usize, batch_age: Duration) -> GatewaySet
         batch_messages,
         batch_age,
         concurrent_batches: 2,
+        tls: None,
+        shared_group: None,
         limits: Limits::default(),
         rejected_payload_bytes: 4096,
         metrics: IngestMetrics::register(&prometheus::Registry::new()),
@@ -310,5 +312,135 @@ async fn a_database_outage_loses_nothing_and_stores_nothing_twice() {
     assert_eq!(distinct, 50);
     stop.send(true).unwrap();
     handle.await.unwrap();
+    broker.stop().await;
+}
+
+/// Partitions ahead, a patient with an oximeter, and `n` one-line packs a
+/// second apart starting a second from now.
+async fn ingest_fixture(
+    db: &PgPool,
+    mrn: &str,
+    n: i64,
+) -> (bedside_records::devices::Provisioned, Vec<String>) {
+    bedside_vitals_store::partitions::maintain(
+        db,
+        chrono::Utc::now(),
+        chrono::Duration::days(365),
+        chrono::Duration::days(14),
+    )
+    .await
+    .expect("partitions");
+    let (_, device) = patient_with_oximeter(db, mrn, &format!("OX-{mrn}")).await;
+    let t = chrono::Utc::now().timestamp() + 1;
+    let packs = (0..n)
+        .map(|i| {
+            format!(
+                r#"[{{"bt":{},"n":"heart_rate","u":"/min","v":{}}}]"#,
+                t + i,
+                60 + i % 30
+            )
+        })
+        .collect();
+    (device, packs)
+}
+
+/// Delivers `packs` (one reading each) as the device: the first is repeated
+/// until stored (the gateway subscribes only once connected), then the rest
+/// go in one session; returns once the table holds one row per pack.
+async fn deliver(
+    db: &PgPool,
+    port: u16,
+    device: &bedside_records::devices::Provisioned,
+    packs: &[String],
+) {
+    let user = device.device.mqtt_username.clone();
+    let topic = format!("bedside/v1/devices/{user}/vitals");
+    let password = device.mqtt_password.clone();
+    wait_for(
+        "the first pack to be stored",
+        Duration::from_secs(20),
+        || {
+            let (db, user, password, topic, pack) = (
+                db.clone(),
+                user.clone(),
+                password.clone(),
+                topic.clone(),
+                packs[0].clone(),
+            );
+            async move {
+                assert!(publish(port, &user, &password, &topic, &pack).await);
+                (count(&db, "SELECT count(*) FROM vitals").await >= 1).then_some(())
+            }
+        },
+    )
+    .await;
+    assert!(publish_lines(port, &user, &password, &topic, &packs[1..]).await);
+    let expected = packs.len() as i64;
+    wait_for("every pack to be stored", Duration::from_secs(20), || {
+        let db = db.clone();
+        async move { (count(&db, "SELECT count(*) FROM vitals").await == expected).then_some(()) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_gateway_speaks_tls_to_the_broker_when_the_url_says_mqtts() {
+    let (db, _) = fresh_database().await;
+    let (device, packs) = ingest_fixture(&db, "GW-TLS", 20).await;
+    let broker = Broker::with_tls(&db).await;
+    let (tls_port, ca) = broker.tls.clone().expect("a TLS listener");
+    // The client configuration exactly as `bedside serve` builds it from its settings.
+    let mut config = bedside_server::config::Config::default();
+    config.mqtt.url = format!("mqtts://localhost:{tls_port}");
+    config.mqtt.ca_file = Some(ca);
+    let mut tls_settings = settings(tls_port, 50, Duration::from_millis(20));
+    tls_settings.host = "localhost".into();
+    tls_settings.tls = config.mqtt_tls().expect("TLS settings");
+    let (stop, handle, health) = start(&tls_settings, &db);
+    wait_for(
+        "the gateway to connect over TLS",
+        Duration::from_secs(20),
+        || {
+            let health = health.clone();
+            async move { health.is_connected().then_some(()) }
+        },
+    )
+    .await;
+    // Published on the plain listener, received over the TLS session.
+    deliver(&db, broker.port, &device, &packs).await;
+    stop.send(true).unwrap();
+    handle.await.unwrap();
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn gateways_in_a_shared_group_split_the_stream_and_store_each_reading_once() {
+    let (db, _) = fresh_database().await;
+    let (device, packs) = ingest_fixture(&db, "GW-SHARE", 200).await;
+    let broker = Broker::for_registry(&db, None).await;
+    let group = |mut s: GatewaySettings| {
+        s.shared_group = Some("bedside".into());
+        s
+    };
+    let first = group(settings(broker.port, 20, Duration::from_millis(20)));
+    let second = group(settings(broker.port, 20, Duration::from_millis(20)));
+    let (stop_first, first_handle, first_health) = start(&first, &db);
+    let (stop_second, second_handle, second_health) = start(&second, &db);
+    wait_for("both gateways to connect", Duration::from_secs(20), || {
+        let (a, b) = (first_health.clone(), second_health.clone());
+        async move { (a.is_connected() && b.is_connected()).then_some(()) }
+    })
+    .await;
+    deliver(&db, broker.port, &device, &packs).await;
+    let (a, b) = (
+        first.metrics.readings_stored.get(),
+        second.metrics.readings_stored.get(),
+    );
+    assert_eq!(a + b, 200, "each reading stored by exactly one gateway");
+    assert!(a > 0 && b > 0, "the broker split the stream: {a} and {b}");
+    for (stop, handle) in [(stop_first, first_handle), (stop_second, second_handle)] {
+        stop.send(true).unwrap();
+        handle.await.unwrap();
+    }
     broker.stop().await;
 }

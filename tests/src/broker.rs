@@ -11,6 +11,9 @@ use tokio::process::{Child, Command};
 pub struct Broker {
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// With [`Broker::with_tls`]: its TLS listener's port and the PEM file
+    /// of the CA that signed its certificate (for `localhost`).
+    pub tls: Option<(u16, std::path::PathBuf)>,
     child: Child,
     _dir: tempfile::TempDir,
     _files: Option<tempfile::TempDir>,
@@ -36,19 +39,30 @@ impl Broker {
     /// # Panics
     /// As [`Broker::start`].
     pub async fn start_on(port: u16, password_file: &Path, acl_file: &Path) -> Self {
+        Self::start_with(port, password_file, acl_file, false).await
+    }
+
+    async fn start_with(port: u16, password_file: &Path, acl_file: &Path, tls: bool) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let config = dir.path().join("mosquitto.conf");
         // `user root` keeps a broker started by root from switching to the
         // `mosquitto` user, who could not read the test's temporary files.
-        std::fs::write(
-            &config,
-            format!(
-                "user root\nlistener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\nacl_file {}\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n",
-                password_file.display(),
-                acl_file.display()
-            ),
-        )
-        .expect("write the broker config");
+        let mut text = format!(
+            "user root\nper_listener_settings false\nallow_anonymous false\npassword_file {}\nacl_file {}\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\nlistener {port} 127.0.0.1\n",
+            password_file.display(),
+            acl_file.display()
+        );
+        let tls = tls.then(|| {
+            let (cert, key, ca) = test_certificates(dir.path());
+            let tls_port = crate::free_port();
+            text.push_str(&format!(
+                "listener {tls_port} 127.0.0.1\ncertfile {}\nkeyfile {}\n",
+                cert.display(),
+                key.display()
+            ));
+            (tls_port, ca)
+        });
+        std::fs::write(&config, text).expect("write the broker config");
         let child = Command::new("mosquitto")
             .arg("-c")
             .arg(&config)
@@ -58,19 +72,23 @@ impl Broker {
             .kill_on_drop(true)
             .spawn()
             .expect("start mosquitto (apt-get install -y mosquitto)");
+        let tls_port = tls.as_ref().map(|(p, _)| *p);
         crate::wait_for(
             "mosquitto to listen",
             Duration::from_secs(10),
             || async move {
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .ok()
-                    .map(|_| ())
+                for port in std::iter::once(port).chain(tls_port) {
+                    tokio::net::TcpStream::connect(("127.0.0.1", port))
+                        .await
+                        .ok()?;
+                }
+                Some(())
             },
         )
         .await;
         Self {
             port,
+            tls,
             child,
             _dir: dir,
             _files: None,
@@ -84,6 +102,18 @@ impl Broker {
     /// # Panics
     /// As [`Broker::start`], or when the database fails.
     pub async fn for_registry(db: &sqlx::PgPool, port: Option<u16>) -> Self {
+        Self::registry_broker(db, port, false).await
+    }
+
+    /// [`Broker::for_registry`] with a second, TLS listener (see [`Broker::tls`]).
+    ///
+    /// # Panics
+    /// As [`Broker::for_registry`], or when `openssl` cannot make the certificates.
+    pub async fn with_tls(db: &sqlx::PgPool) -> Self {
+        Self::registry_broker(db, None, true).await
+    }
+
+    async fn registry_broker(db: &sqlx::PgPool, port: Option<u16>, tls: bool) -> Self {
         let files = tempfile::tempdir().expect("temporary directory");
         let (passwd, acl) =
             bedside_records::devices::broker_files(db, GATEWAY_USER, GATEWAY_PASSWORD)
@@ -92,10 +122,11 @@ impl Broker {
         let (passwd_path, acl_path) = (files.path().join("passwd"), files.path().join("acl"));
         std::fs::write(&passwd_path, passwd).expect("write the password file");
         std::fs::write(&acl_path, acl).expect("write the ACL file");
-        let mut broker = Self::start_on(
+        let mut broker = Self::start_with(
             port.unwrap_or_else(crate::free_port),
             &passwd_path,
             &acl_path,
+            tls,
         )
         .await;
         broker._files = Some(files);
@@ -111,7 +142,18 @@ impl Broker {
 /// Publishes one QoS 1 message with Mosquitto's own client, which waits for
 /// the PUBACK: true when the broker accepted the connection and the message.
 pub async fn publish(port: u16, user: &str, password: &str, topic: &str, payload: &str) -> bool {
-    Command::new("mosquitto_pub")
+    mosquitto_pub(port, user, password, topic)
+        .args(["-m", payload])
+        .status()
+        .await
+        .expect("mosquitto_pub (apt-get install -y mosquitto-clients)")
+        .success()
+}
+
+/// `mosquitto_pub` at QoS 1 to `topic` as `user`; the caller adds the message.
+fn mosquitto_pub(port: u16, user: &str, password: &str, topic: &str) -> Command {
+    let mut command = Command::new("mosquitto_pub");
+    command
         .args([
             "-h",
             "127.0.0.1",
@@ -122,9 +164,112 @@ pub async fn publish(port: u16, user: &str, password: &str, topic: &str, payload
             "-P",
             password,
         ])
-        .args(["-q", "1", "-t", topic, "-m", payload])
-        .status()
+        .args(["-q", "1", "-t", topic]);
+    command
+}
+
+/// A throwaway CA and a certificate for `localhost` signed by it, made with
+/// the `openssl` command line: (certificate, key, CA certificate) files.
+fn test_certificates(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let path = |name: &str| dir.join(name);
+    let openssl = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl (apt-get install -y openssl)");
+        assert!(status.success(), "openssl {args:?} failed");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-days",
+                "2",
+                "-subj",
+                "/CN=Bedside test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        path("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write the extensions file");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
+    (path("server.pem"), path("server.key"), path("ca.pem"))
+}
+
+/// Publishes each line as its own QoS 1 message in one `mosquitto_pub -l`
+/// session: true when all were accepted.
+pub async fn publish_lines(
+    port: u16,
+    user: &str,
+    password: &str,
+    topic: &str,
+    lines: &[String],
+) -> bool {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = mosquitto_pub(port, user, password, topic)
+        .arg("-l")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_pub (apt-get install -y mosquitto-clients)");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin
+        .write_all(format!("{}\n", lines.join("\n")).as_bytes())
         .await
-        .expect("mosquitto_pub (apt-get install -y mosquitto-clients)")
-        .success()
+        .expect("write to mosquitto_pub");
+    drop(stdin);
+    child.wait().await.is_ok_and(|s| s.success())
 }

@@ -113,6 +113,10 @@ pub(crate) struct RunArgs {
     /// Also write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// A shell command started when publishing starts and waited for at the
+    /// end, e.g. a profiler (`perf record -a -g -- sleep 20`).
+    #[arg(long)]
+    profile_command: Option<String>,
 }
 
 pub(crate) async fn run(action: DevicesAction) -> anyhow::Result<()> {
@@ -260,6 +264,15 @@ async fn measure(args: RunArgs) -> anyhow::Result<()> {
         observations.clone(),
     );
     tokio::time::sleep_until(start).await;
+    let profiler = match &args.profile_command {
+        Some(command) => Some(
+            tokio::process::Command::new("sh")
+                .args(["-c", command])
+                .spawn()
+                .with_context(|| format!("cannot start {command:?}"))?,
+        ),
+        None => None,
+    };
     let cpu_before = cpu::Sample::now();
     tokio::time::sleep_until(end).await;
     let cpu_cores_used = cpu::Sample::now().since(&cpu_before, args.seconds as f64);
@@ -307,6 +320,12 @@ async fn measure(args: RunArgs) -> anyhow::Result<()> {
         .connection_errors
         .load(std::sync::atomic::Ordering::Relaxed);
     swarm.close().await;
+    if let Some(mut profiler) = profiler {
+        profiler
+            .wait()
+            .await
+            .context("the profile command failed")?;
+    }
 
     // From the first publish to the last commit; without commit
     // timestamps, to when the drain poll (1 s resolution) saw the last row.

@@ -109,9 +109,11 @@ wait_for_port() {
 # device load test measures. At 10,000 readings a second most of the WAL is
 # full-page images written after each checkpoint: compressing them and
 # checkpointing less often (bigger max_wal_size, 15 min) cuts WAL volume and
-# the latency spikes checkpoints cause. Durability settings stay at their
-# safe defaults (fsync, synchronous_commit, full_page_writes on).
-BEDSIDE_PG_SETTINGS="-c wal_compression=lz4 -c max_wal_size=4GB -c checkpoint_timeout=15min"
+# the latency spikes checkpoints cause. The default 128 MB of shared buffers
+# cannot hold the hot pages of the readings' two indexes once a few million
+# readings are stored; 1 GB can. Durability settings stay at their safe
+# defaults (fsync, synchronous_commit, full_page_writes on).
+BEDSIDE_PG_SETTINGS="-c shared_buffers=1GB -c wal_compression=lz4 -c max_wal_size=4GB -c checkpoint_timeout=15min"
 
 # start_postgres DIR PORT: a private cluster in DIR (initdb on first use),
 # run as the postgres user because PostgreSQL refuses root. Trust auth on

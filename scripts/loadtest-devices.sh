@@ -122,6 +122,6 @@ psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d bedside -P pager=off -c "
 
 if [ "${PROFILE:-0}" = 1 ]; then
     say "the CPU profile: by process, then the hottest functions"
-    perf report -i "$WORK/perf.data" --no-children --sort comm --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -8
-    perf report -i "$WORK/perf.data" --no-children --sort comm,dso,sym --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -25
+    perf report -i "$WORK/perf.data" --no-children -g none --sort comm --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -8
+    perf report -i "$WORK/perf.data" --no-children -g none --sort comm,dso,sym --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -25
 fi

@@ -134,10 +134,15 @@ fn start_private_cluster() -> String {
     let port = crate::free_port();
     let postgres = pg_bin("postgres");
     let log = dir.join("postgres.log");
-    // The watchdog shell keeps the server alive while this process lives.
+    // The watchdog shell keeps the server alive while this process lives,
+    // then stops it and removes the cluster. It signals the postmaster
+    // itself (from its pid file): `runuser` does not pass SIGINT on, and
+    // signalling only it left clusters running after every test process.
     let script = format!(
         "{runas}{postgres} -D {data} -p {port} -k {dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 > {log} 2>&1 & pg=$!; \
-         while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill -INT $pg",
+         while kill -0 {parent} 2>/dev/null; do sleep 1; done; \
+         kill -INT $(head -1 {data}/postmaster.pid 2>/dev/null) $pg 2>/dev/null; \
+         for i in $(seq 50); do [ -f {data}/postmaster.pid ] || break; sleep 0.2; done; rm -rf {dir}",
         runas = if as_postgres {
             "runuser -u postgres -- "
         } else {

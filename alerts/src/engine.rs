@@ -156,20 +156,16 @@ pub async fn on_readings(
     }
     let mut to_apply = Vec::new();
     let now = Utc::now();
-    // This runs for every committed batch: read the batch's overrides and
-    // live alerts once, and open a transaction only for a rule whose alert
-    // would change (`apply` decides again under the row lock).
+    // This runs for every committed batch: read the batch's overrides, live
+    // alerts and latest values once, and apply only the rules whose alert
+    // would change (`apply_all` decides again under the row locks).
     let patients: Vec<Uuid> = newest.keys().copied().collect();
     // Three independent reads, side by side: this is on every alert's path.
-    let (overrides, live, latest_values) = futures::try_join!(
+    let (overrides, live, latest) = futures::try_join!(
         store::thresholds_for(db, &patients),
         store::live_for_patients(db, &patients),
         queries::latest_for_patients(db, &patients, now - settings.news2_freshness),
     )?;
-    let mut latest: BTreeMap<Uuid, Vec<queries::Latest>> = BTreeMap::new();
-    for (patient, value) in latest_values {
-        latest.entry(patient).or_default().push(value);
-    }
     let changes = |patient: Uuid, rule: &str, condition: Condition| {
         let state = live
             .iter()

@@ -325,7 +325,14 @@ impl Batcher {
         }
         // Drain: store what we hold so the broker need not redeliver it.
         self.close_batch().await;
-        while let Some(handle) = self.in_flight.pop_front() {
+        while !self.in_flight.is_empty() {
+            self.finish_oldest().await;
+        }
+    }
+
+    /// Waits for the oldest in-flight batch to commit and acknowledges it.
+    async fn finish_oldest(&mut self) {
+        if let Some(handle) = self.in_flight.pop_front() {
             let done = handle.await;
             self.acknowledge(done).await;
         }
@@ -339,10 +346,7 @@ impl Batcher {
             return;
         }
         while self.in_flight.len() >= self.settings.concurrent_batches.max(1) {
-            if let Some(handle) = self.in_flight.pop_front() {
-                let done = handle.await;
-                self.acknowledge(done).await;
-            }
+            self.finish_oldest().await;
         }
         let messages = std::mem::take(&mut self.pending);
         let (db, settings, health) = (self.db.clone(), self.settings.clone(), self.health.clone());

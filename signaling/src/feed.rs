@@ -453,23 +453,24 @@ impl Feed {
         let db = self.state.db();
         let seq = alert_store::latest_seq(db).await.unwrap_or(0);
         let since = Utc::now() - chrono::Duration::hours(24);
-        let mut latest: BTreeMap<Uuid, Vec<LatestValue>> = BTreeMap::new();
-        for (patient, l) in queries::latest_for_patients(db, &granted, since)
+        let mut latest = queries::latest_for_patients(db, &granted, since)
             .await
-            .unwrap_or_default()
-        {
-            latest.entry(patient).or_default().push(LatestValue {
-                metric: l.metric,
-                value: l.value,
-                unit: l.metric.unit(),
-                time: l.time,
-            });
-        }
+            .unwrap_or_default();
         let snapshot: Vec<PatientSnapshot> = granted
             .iter()
             .map(|patient| PatientSnapshot {
                 patient_id: *patient,
-                latest: latest.remove(patient).unwrap_or_default(),
+                latest: latest
+                    .remove(patient)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|l| LatestValue {
+                        metric: l.metric,
+                        value: l.value,
+                        unit: l.metric.unit(),
+                        time: l.time,
+                    })
+                    .collect(),
             })
             .collect();
         let alerts = alert_store::live_for_patients(db, &granted)

@@ -1,6 +1,8 @@
 //! The queries dashboards and the alert engine use. Plain SQL that both
 //! backends answer the same way.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
@@ -30,14 +32,13 @@ pub async fn latest(
 ) -> crate::Result<Vec<Latest>> {
     Ok(latest_for_patients(db, &[patient], since)
         .await?
-        .into_iter()
-        .map(|(_, latest)| latest)
-        .collect())
+        .remove(&patient)
+        .unwrap_or_default())
 }
 
-/// [`latest`] for several patients in one query, as (patient, value) pairs
-/// ordered by patient. Reads `vitals_latest`, which the batch insert keeps
-/// current.
+/// [`latest`] for several patients in one query, by patient (patients
+/// without values are absent). Reads `vitals_latest`, which the batch
+/// insert keeps current.
 ///
 /// # Errors
 /// When the database fails.
@@ -45,9 +46,10 @@ pub async fn latest_for_patients(
     db: &PgPool,
     patients: &[Uuid],
     since: DateTime<Utc>,
-) -> crate::Result<Vec<(Uuid, Latest)>> {
+) -> crate::Result<BTreeMap<Uuid, Vec<Latest>>> {
+    let mut latest: BTreeMap<Uuid, Vec<Latest>> = BTreeMap::new();
     if patients.is_empty() {
-        return Ok(Vec::new());
+        return Ok(latest);
     }
     let rows: Vec<(Uuid, String, DateTime<Utc>, f64)> = sqlx::query_as(
         "SELECT patient_id, metric, time, value FROM vitals_latest
@@ -58,21 +60,16 @@ pub async fn latest_for_patients(
     .bind(since)
     .fetch_all(db)
     .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(patient, m, time, value)| {
-            Metric::from_name(&m).map(|metric| {
-                (
-                    patient,
-                    Latest {
-                        metric,
-                        time,
-                        value,
-                    },
-                )
-            })
-        })
-        .collect())
+    for (patient, name, time, value) in rows {
+        if let Some(metric) = Metric::from_name(&name) {
+            latest.entry(patient).or_default().push(Latest {
+                metric,
+                time,
+                value,
+            });
+        }
+    }
+    Ok(latest)
 }
 
 /// One stored point.

@@ -112,7 +112,11 @@ say "loadtest devices run $*"
     --passthrough-port "$PASSTHROUGH_PORT" "${PROFILE_ARGS[@]}" "$@"
 
 say "Bedside's own ingest and alert metrics after the run"
-curl -fsS "http://$BEDSIDE_METRICS__ADDR/metrics" | grep -E '^bedside_(ingest|alert)_' | grep -v '_bucket' || true
+curl -fsS "http://$BEDSIDE_METRICS__ADDR/metrics" \
+    | grep -E '^bedside_(ingest|alert)_' | grep -v '_bucket' || true
+say "alert evaluations that changed an alert (cumulative buckets, seconds)"
+curl -fsS "http://$BEDSIDE_METRICS__ADDR/metrics" \
+    | grep -E '^bedside_alert_evaluation_seconds_bucket.*outcome="changed"' || true
 
 say "the database's profile: statements by total time during the run"
 psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d bedside -P pager=off -c "

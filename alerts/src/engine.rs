@@ -1,11 +1,13 @@
-//! The alert engine's async shell: after a batch of readings commits, it
-//! evaluates the rules of the patients in the batch and applies the
-//! lifecycle in one transaction per batch, so every transition is committed
-//! before it is returned (and only then pushed to anyone).
+//! The alert engine's async shell: it evaluates the rules of the patients
+//! whose readings arrive (as they arrive, and again once committed) and
+//! applies the lifecycle in one transaction per evaluation, so every
+//! transition is committed before it is returned (and only then pushed to
+//! anyone).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use bedside_vitals_store::alerts::{self as store, AlertEvent};
+use bedside_vitals_store::alerts as store;
+use bedside_vitals_store::changes::Forget;
 use bedside_vitals_store::metric::Metric;
 use bedside_vitals_store::queries;
 use bedside_vitals_store::store::NewReading;
@@ -61,28 +63,6 @@ pub struct Change {
     pub detail: serde_json::Value,
 }
 
-/// Applies `condition` to the patient's live alert for `rule` in one
-/// transaction; returns the committed event, if anything changed.
-///
-/// # Errors
-/// When the database fails (nothing is then changed).
-pub async fn apply(
-    db: &PgPool,
-    patient: Uuid,
-    rule: &str,
-    condition: Condition,
-    detail: &serde_json::Value,
-    at: DateTime<Utc>,
-) -> bedside_vitals_store::Result<Option<AlertEvent>> {
-    let change = Change {
-        patient,
-        rule: rule.to_owned(),
-        condition,
-        detail: detail.clone(),
-    };
-    Ok(apply_all(db, vec![change], at).await?.pop())
-}
-
 /// Applies several changes in one transaction (one commit, so one WAL
 /// flush, however many alerts a batch moves); returns the committed
 /// events in order. Locks are taken in (patient, rule) order, the same
@@ -94,7 +74,7 @@ pub async fn apply_all(
     db: &PgPool,
     mut changes: Vec<Change>,
     at: DateTime<Utc>,
-) -> bedside_vitals_store::Result<Vec<AlertEvent>> {
+) -> bedside_vitals_store::Result<Vec<Transition>> {
     if changes.is_empty() {
         return Ok(Vec::new());
     }
@@ -132,106 +112,339 @@ pub async fn apply_all(
     Ok(events)
 }
 
-/// Evaluates thresholds and NEWS2 for the patients of a committed batch.
-/// Returns the committed transitions, oldest first.
+pub use bedside_vitals_store::alerts::Transition;
+
+/// The NEWS2 parameters: a reading of any of them re-scores the patient.
+const NEWS2_INPUTS: [Metric; 7] = [
+    Metric::RespiratoryRate,
+    Metric::Spo2,
+    Metric::SupplementalOxygen,
+    Metric::SystolicBp,
+    Metric::HeartRate,
+    Metric::Consciousness,
+    Metric::BodyTemperature,
+];
+
+/// A patient's inputs are read again after this long (plus a spread of up
+/// to as much again, by patient) even without a notice, so readings stored
+/// by another Bedside process (several gateways sharing a subscription)
+/// reach this one's NEWS2 within a minute.
+const RELOAD_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+/// At most this many held patients are read again per pass: re-reading
+/// thousands at once would hold up the alerts judged in the same pass.
+/// (Patients not held at all are always read: they cannot be judged otherwise.)
+const RELOADS_PER_PASS: usize = 64;
+/// Patients without a reading for this long leave memory.
+const IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// What the engine holds of one patient between readings.
+#[derive(Debug)]
+struct PatientInputs {
+    /// The newest reading of each metric seen (stored or arriving).
+    latest: BTreeMap<Metric, (DateTime<Utc>, f64)>,
+    /// Threshold overrides by metric (low, high).
+    overrides: BTreeMap<Metric, (Option<f64>, Option<f64>)>,
+    /// The patient's SpO2 scale.
+    scale: SpO2Scale,
+    /// Live alerts by rule.
+    live: BTreeMap<String, Live>,
+    /// When these are to be read from the database again.
+    reload_at: std::time::Instant,
+    /// When a reading last came.
+    used: std::time::Instant,
+}
+
+/// The alert engine's evaluator: thresholds and NEWS2 on every reading,
+/// with each active patient's inputs (threshold overrides, SpO2 scale,
+/// live alerts, latest values) kept in memory so that a reading that
+/// changes nothing costs no query. Whatever changes an input in the
+/// database announces it ([`bedside_vitals_store::changes`]), and
+/// [`Evaluator::forget`] drops the copy; a transition is always decided
+/// again under the alert's row lock ([`apply_all`]), so a stale copy can
+/// cost a query but never a wrong alert.
 ///
-/// # Errors
-/// When the database fails (nothing of the batch is then changed).
-pub async fn on_readings(
-    db: &PgPool,
-    settings: &EngineSettings,
-    readings: &[NewReading],
-) -> bedside_vitals_store::Result<Vec<AlertEvent>> {
-    // The newest reading of each metric per patient in this batch.
-    let mut newest: BTreeMap<Uuid, BTreeMap<Metric, &NewReading>> = BTreeMap::new();
-    for r in readings {
-        let slot = newest
-            .entry(r.patient_id)
-            .or_default()
-            .entry(r.metric)
-            .or_insert(r);
-        if r.time > slot.time {
-            *slot = r;
+/// Readings may be evaluated more than once and out of order (the gateway
+/// hands them over on arrival and again once committed): thresholds are
+/// judged on the newest value of each metric, never on an older one
+/// arriving late, so evaluating again changes nothing.
+#[derive(Debug)]
+pub struct Evaluator {
+    settings: EngineSettings,
+    patients: HashMap<Uuid, PatientInputs>,
+    swept: std::time::Instant,
+}
+
+impl Evaluator {
+    /// An evaluator that knows nothing yet.
+    pub fn new(settings: EngineSettings) -> Self {
+        Self {
+            settings,
+            patients: HashMap::new(),
+            swept: std::time::Instant::now(),
         }
     }
-    let mut to_apply = Vec::new();
-    let now = Utc::now();
-    // This runs for every committed batch: read the batch's overrides, live
-    // alerts and latest values once, and apply only the rules whose alert
-    // would change (`apply_all` decides again under the row locks).
-    let patients: Vec<Uuid> = newest.keys().copied().collect();
-    // Three independent reads, side by side: this is on every alert's path.
-    let (overrides, live, latest) = futures::try_join!(
-        store::thresholds_for(db, &patients),
-        store::live_for_patients(db, &patients),
-        queries::latest_for_patients(db, &patients, now - settings.news2_freshness),
-    )?;
-    let changes = |patient: Uuid, rule: &str, condition: Condition| {
-        let state = live
-            .iter()
-            .find(|a| a.patient_id == patient && a.rule == rule)
-            .map(|a| Live {
-                status: parse_status(&a.status),
-                severity: parse_severity(&a.severity),
-            });
-        rules::decide(state, condition) != Action::Nothing
-    };
-    for (patient, metrics) in newest {
-        for (metric, reading) in &metrics {
-            let threshold = overrides
-                .iter()
-                .find(|(p, m, _, _)| *p == patient && m == metric.name())
-                .map(|(_, _, low, high)| Threshold {
-                    low: *low,
-                    high: *high,
-                    severity: Severity::High,
+
+    /// Drops what is held about a patient (or everyone).
+    pub fn forget(&mut self, order: Forget) {
+        match order {
+            Forget::One(patient) => {
+                self.patients.remove(&patient);
+            }
+            Forget::All => self.patients.clear(),
+        }
+    }
+
+    /// Patients held in memory.
+    pub fn patients_held(&self) -> usize {
+        self.patients.len()
+    }
+
+    /// Evaluates thresholds and NEWS2 for the patients of `readings` and
+    /// commits the transitions in one transaction; returns them in order.
+    ///
+    /// # Errors
+    /// When the database fails (nothing is then changed, and the patients
+    /// concerned are read again next time).
+    pub async fn evaluate(
+        &mut self,
+        db: &PgPool,
+        readings: &[NewReading],
+    ) -> bedside_vitals_store::Result<Vec<Transition>> {
+        let now = Utc::now();
+        let clock = std::time::Instant::now();
+        if clock.duration_since(self.swept) > IDLE_AFTER / 10 {
+            self.patients
+                .retain(|_, p| clock.duration_since(p.used) < IDLE_AFTER);
+            self.swept = clock;
+        }
+        let mut touched: BTreeMap<Uuid, BTreeSet<Metric>> = BTreeMap::new();
+        for r in readings {
+            touched.entry(r.patient_id).or_default().insert(r.metric);
+        }
+        let mut stale: Vec<Uuid> = touched
+            .keys()
+            .filter(|p| !self.patients.contains_key(p))
+            .copied()
+            .collect();
+        stale.extend(
+            touched
+                .keys()
+                .filter(|p| {
+                    self.patients
+                        .get(p)
+                        .is_some_and(|held| clock >= held.reload_at)
                 })
-                .or_else(|| rules::clinic_default(*metric));
-            let Some(threshold) = threshold else { continue };
-            let detail = serde_json::json!({
-                "metric": metric.name(), "value": reading.value, "unit": metric.unit(),
-                "low": threshold.low, "high": threshold.high, "time": reading.time,
-            });
-            let rule = format!("threshold:{}", metric.name());
-            let condition = threshold.evaluate(reading.value);
-            if changes(patient, &rule, condition) {
-                to_apply.push(Change {
+                .take(RELOADS_PER_PASS)
+                .copied(),
+        );
+        if !stale.is_empty() {
+            self.load(db, &stale, now, clock).await?;
+        }
+        for r in readings {
+            if let Some(held) = self.patients.get_mut(&r.patient_id) {
+                held.used = clock;
+                let slot = held.latest.entry(r.metric).or_insert((r.time, r.value));
+                if r.time > slot.0 {
+                    *slot = (r.time, r.value);
+                }
+            }
+        }
+        let mut to_apply = Vec::new();
+        for (patient, metrics) in &touched {
+            let Some(held) = self.patients.get(patient) else {
+                continue;
+            };
+            to_apply.extend(self.judge(*patient, held, metrics, now));
+        }
+        let concerned: BTreeSet<Uuid> = to_apply.iter().map(|c: &Change| c.patient).collect();
+        let submitted: Vec<(Uuid, String)> = to_apply
+            .iter()
+            .map(|c| (c.patient, c.rule.clone()))
+            .collect();
+        let transitions = match apply_all(db, to_apply, now).await {
+            Ok(transitions) => transitions,
+            Err(error) => {
+                for patient in concerned {
+                    self.patients.remove(&patient);
+                }
+                return Err(error);
+            }
+        };
+        // Keep the copy of live alerts in step with what was committed. A
+        // change that committed nothing means the copy was stale (someone
+        // else moved the alert): read that patient again next time.
+        for (patient, rule) in submitted {
+            let done = transitions
+                .iter()
+                .find(|t| t.alert.patient_id == patient && t.alert.rule == rule);
+            match (done, self.patients.get_mut(&patient)) {
+                (Some(t), Some(held)) => match t.event.kind.as_str() {
+                    "resolved" => {
+                        held.live.remove(&rule);
+                    }
+                    _ => {
+                        held.live.insert(
+                            rule,
+                            Live {
+                                status: Status::Open,
+                                severity: parse_severity(&t.event.severity),
+                            },
+                        );
+                    }
+                },
+                (None, _) => {
+                    self.patients.remove(&patient);
+                }
+                (Some(_), None) => {}
+            }
+        }
+        Ok(transitions)
+    }
+
+    /// Reads the inputs of `patients` (new, or held too long), keeping any
+    /// newer value already held.
+    async fn load(
+        &mut self,
+        db: &PgPool,
+        patients: &[Uuid],
+        now: DateTime<Utc>,
+        clock: std::time::Instant,
+    ) -> bedside_vitals_store::Result<()> {
+        // Four independent reads, side by side: this is on an alert's path.
+        let (overrides, live, latest, scales) = futures::try_join!(
+            store::thresholds_for(db, patients),
+            store::live_for_patients(db, patients),
+            queries::latest_for_patients(db, patients, now - self.settings.news2_freshness),
+            store::spo2_scales_for(db, patients),
+        )?;
+        for patient in patients {
+            // Spread by patient, so patients first seen together are not
+            // all read again in the same pass.
+            let spread = RELOAD_AFTER.mul_f64((patient.as_u128() % 1000) as f64 / 1000.0);
+            let mut held = PatientInputs {
+                latest: BTreeMap::new(),
+                overrides: BTreeMap::new(),
+                scale: SpO2Scale::Scale1,
+                live: BTreeMap::new(),
+                reload_at: clock + RELOAD_AFTER + spread,
+                used: clock,
+            };
+            if let Some(previous) = self.patients.remove(patient) {
+                held.latest = previous.latest;
+            }
+            for l in latest.get(patient).map(Vec::as_slice).unwrap_or_default() {
+                let slot = held.latest.entry(l.metric).or_insert((l.time, l.value));
+                if l.time > slot.0 {
+                    *slot = (l.time, l.value);
+                }
+            }
+            self.patients.insert(*patient, held);
+        }
+        for (patient, name, low, high) in overrides {
+            if let (Some(held), Some(metric)) =
+                (self.patients.get_mut(&patient), Metric::from_name(&name))
+            {
+                held.overrides.insert(metric, (low, high));
+            }
+        }
+        for alert in live {
+            if let Some(held) = self.patients.get_mut(&alert.patient_id) {
+                held.live.insert(
+                    alert.rule.clone(),
+                    Live {
+                        status: parse_status(&alert.status),
+                        severity: parse_severity(&alert.severity),
+                    },
+                );
+            }
+        }
+        for (patient, scale) in scales {
+            if let Some(held) = self.patients.get_mut(&patient) {
+                held.scale = SpO2Scale::from_number(scale);
+            }
+        }
+        Ok(())
+    }
+
+    /// The changes a patient's rules call for after readings of `metrics`,
+    /// judged on the newest values held; only those whose alert would move.
+    fn judge(
+        &self,
+        patient: Uuid,
+        held: &PatientInputs,
+        metrics: &BTreeSet<Metric>,
+        now: DateTime<Utc>,
+    ) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let mut consider = |rule: String, condition: Condition, detail: serde_json::Value| {
+            if rules::decide(held.live.get(&rule).copied(), condition) != Action::Nothing {
+                changes.push(Change {
                     patient,
                     rule,
                     condition,
                     detail,
                 });
             }
+        };
+        for metric in metrics {
+            let threshold = held
+                .overrides
+                .get(metric)
+                .map(|(low, high)| Threshold {
+                    low: *low,
+                    high: *high,
+                    severity: Severity::High,
+                })
+                .or_else(|| rules::clinic_default(*metric));
+            let (Some(threshold), Some((time, value))) = (threshold, held.latest.get(metric))
+            else {
+                continue;
+            };
+            let detail = serde_json::json!({
+                "metric": metric.name(), "value": value, "unit": metric.unit(),
+                "low": threshold.low, "high": threshold.high, "time": time,
+            });
+            consider(
+                format!("threshold:{}", metric.name()),
+                threshold.evaluate(*value),
+                detail,
+            );
         }
-        let news2_inputs = [
-            Metric::RespiratoryRate,
-            Metric::Spo2,
-            Metric::SupplementalOxygen,
-            Metric::SystolicBp,
-            Metric::HeartRate,
-            Metric::Consciousness,
-            Metric::BodyTemperature,
-        ];
-        if metrics.keys().any(|m| news2_inputs.contains(m)) {
-            let observations =
-                observations(latest.get(&patient).map(Vec::as_slice).unwrap_or_default());
-            let score = news2::score(&observations, SpO2Scale::Scale1);
-            let detail = serde_json::json!({"news2": score.total, "band": score.band, "missing": score.missing, "parameters": score.parameters});
-            let condition = rules::news2_condition(&score);
-            if changes(patient, "news2", condition) {
-                to_apply.push(Change {
-                    patient,
-                    rule: "news2".to_owned(),
-                    condition,
-                    detail,
-                });
-            }
+        if metrics.iter().any(|m| NEWS2_INPUTS.contains(m)) {
+            let fresh_since = now - self.settings.news2_freshness;
+            let latest: Vec<queries::Latest> = held
+                .latest
+                .iter()
+                .filter(|(_, (time, _))| *time >= fresh_since)
+                .map(|(metric, (time, value))| queries::Latest {
+                    metric: *metric,
+                    time: *time,
+                    value: *value,
+                })
+                .collect();
+            let score = news2::score(&observations(&latest), held.scale);
+            let detail = serde_json::json!({
+                "news2": score.total, "band": score.band, "missing": score.missing,
+                "parameters": score.parameters, "spo2_scale": held.scale.number(),
+            });
+            consider("news2".to_owned(), rules::news2_condition(&score), detail);
         }
+        changes
     }
-    // One transaction for the whole batch: under ingest load each commit
-    // waits for a WAL flush, and an alert queued behind a dozen separate
-    // commits arrived hundreds of milliseconds late.
-    apply_all(db, to_apply, now).await
+}
+
+/// Evaluates thresholds and NEWS2 for the patients of `readings` with
+/// nothing held beforehand (everything read from the database), and
+/// commits the transitions; returns them in order.
+///
+/// # Errors
+/// When the database fails (nothing is then changed).
+pub async fn on_readings(
+    db: &PgPool,
+    settings: &EngineSettings,
+    readings: &[NewReading],
+) -> bedside_vitals_store::Result<Vec<Transition>> {
+    Evaluator::new(*settings).evaluate(db, readings).await
 }
 
 /// Applies device liveness changes: `offline:<device>` alerts (low
@@ -243,7 +456,7 @@ pub async fn on_readings(
 pub async fn on_liveness(
     db: &PgPool,
     changes: &[(Uuid, Option<Uuid>, bool)],
-) -> bedside_vitals_store::Result<Vec<AlertEvent>> {
+) -> bedside_vitals_store::Result<Vec<Transition>> {
     let changes = changes
         .iter()
         .filter_map(|(device, patient, online)| {
@@ -271,7 +484,7 @@ pub async fn on_liveness(
 pub async fn escalate_unacknowledged(
     db: &PgPool,
     after: Duration,
-) -> bedside_vitals_store::Result<Vec<AlertEvent>> {
+) -> bedside_vitals_store::Result<Vec<Transition>> {
     let now = Utc::now();
     let mut events = Vec::new();
     for alert in store::stale_open(db, now - after).await? {

@@ -12,10 +12,12 @@
 //! - [`rules`]: thresholds (clinic defaults, per-patient overrides), the
 //!   NEWS2 condition, and the lifecycle decision (open, escalate, resolve;
 //!   never a duplicate live alert for a patient and rule).
-//! - [`engine`]: the async shell run after each committed batch: it
-//!   evaluates the batch's patients and commits every transition (one
-//!   transaction per rule, under a row lock) before returning it, so a
-//!   transition is stored before anyone is told.
+//! - [`engine`]: the async shell. Its [`engine::Evaluator`] judges every
+//!   reading as it arrives (and again once committed) against each active
+//!   patient's inputs held in memory, so a reading that changes nothing
+//!   costs no query; a transition is decided again under the alert's row
+//!   lock and committed before it is returned, so it is stored before
+//!   anyone is told.
 //!
 //! It must not know about transports (MQTT, HTTP, WebSocket).
 

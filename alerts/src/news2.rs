@@ -43,6 +43,25 @@ pub enum SpO2Scale {
     Scale2,
 }
 
+impl SpO2Scale {
+    /// The scale stored as its number (1 or 2); anything else is scale 1.
+    pub fn from_number(n: i16) -> Self {
+        if n == 2 {
+            SpO2Scale::Scale2
+        } else {
+            SpO2Scale::Scale1
+        }
+    }
+
+    /// The scale's number.
+    pub fn number(self) -> i16 {
+        match self {
+            SpO2Scale::Scale1 => 1,
+            SpO2Scale::Scale2 => 2,
+        }
+    }
+}
+
 /// The latest value of each NEWS2 parameter, when known and fresh.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Observations {

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use bedside_records::devices::{self, AssignmentPeriod};
 use bedside_vitals_store::liveness;
 use bedside_vitals_store::store::{self, NewReading, Rejected};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, watch};
@@ -74,6 +74,18 @@ pub struct Committed {
     pub readings: Vec<NewReading>,
     /// Devices whose liveness changed: (device, its patient now, online).
     pub liveness: Vec<(Uuid, Option<Uuid>, bool)>,
+}
+
+/// Where the gateway hands on what it reads.
+#[derive(Debug, Default)]
+pub struct Outlets {
+    /// Each committed batch's readings and liveness changes, in commit
+    /// order. A full channel slows ingest; it never drops a batch.
+    pub committed: Option<mpsc::Sender<Committed>>,
+    /// Readings as they arrive, decoded and resolved, before their batch
+    /// commits: best effort, for alerts that must not wait for a commit
+    /// (see the `early` module). Every reading also follows in `committed`.
+    pub arrived: Option<mpsc::Sender<Vec<NewReading>>>,
 }
 
 /// How the gateway connects and batches.
@@ -162,7 +174,7 @@ pub fn device_of(topic: &str) -> Option<Uuid> {
 }
 
 /// Runs the gateway until `shutdown` turns true, then flushes its batch.
-/// Each committed batch's readings are sent to `committed` when given.
+/// Readings go to `outlets` as they arrive and once committed.
 /// Connection and database failures are retried with backoff for as long
 /// as it runs; it never gives up on its own.
 pub async fn run(
@@ -170,8 +182,9 @@ pub async fn run(
     db: PgPool,
     health: Health,
     mut shutdown: watch::Receiver<bool>,
-    committed: Option<mpsc::Sender<Committed>>,
+    outlets: Outlets,
 ) {
+    let Outlets { committed, arrived } = outlets;
     let mut options = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
     options
         .set_keep_alive(Duration::from_secs(30))
@@ -196,6 +209,20 @@ pub async fn run(
     // from its first message's arrival, not from when the batch task got to it.
     let (tx, rx) = mpsc::channel::<(Publish, Instant)>(QUEUE_CAPACITY);
 
+    // The early look has its own bounded queue that the poll task never
+    // waits on: a message that finds it full just skips the early look.
+    let early = arrived.map(|arrived| {
+        let (early_tx, early_rx) = mpsc::channel::<Publish>(crate::early::EARLY_QUEUE);
+        tokio::spawn(crate::early::run(
+            db.clone(),
+            early_rx,
+            arrived,
+            settings.limits,
+            settings.metrics.clone(),
+        ));
+        early_tx
+    });
+    let early_skipped = settings.metrics.early_skipped.clone();
     let poll_client = client.clone();
     let poll_health = health.clone();
     let mut poll_shutdown = shutdown.clone();
@@ -220,6 +247,11 @@ pub async fn run(
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    if let Some(early) = &early
+                        && early.try_send(publish.clone()).is_err()
+                    {
+                        early_skipped.inc();
+                    }
                     if tx.send((publish, Instant::now())).await.is_err() {
                         return;
                     }
@@ -445,128 +477,30 @@ async fn commit(
         ids.dedup();
         ids
     };
-    let history = devices::assignment_history(db, &device_ids)
-        .await
-        .map_err(|e| match e {
-            bedside_records::RecordsError::Database(e) => e,
-            other => sqlx::Error::Protocol(other.to_string()),
-        })?;
-    let mut periods: HashMap<Uuid, Vec<AssignmentPeriod>> = HashMap::new();
-    for (device, period) in history {
-        let entry = periods.entry(device).or_default();
-        entry.extend(period);
-    }
+    let periods = assignment_periods(db, &device_ids).await?;
     let mut readings = Vec::new();
     let mut refusals: Vec<Rejected<'_>> = Vec::new();
-    let bounded = |payload: &[u8]| -> usize { payload.len().min(settings.rejected_payload_bytes) };
-    let refusal = |device_id: Option<Uuid>,
-                   topic,
-                   reason,
-                   detail: String,
-                   record_index: Option<i32>,
-                   payload| Rejected {
-        device_id,
-        topic,
-        reason,
-        detail,
-        record_index,
-        payload,
-    };
     let mut announced: Vec<(Uuid, bool)> = Vec::new();
     for publish in batch {
         let payload = &publish.payload[..];
-        let kept = &payload[..bounded(payload)];
-        if let Some(device) = status_device_of(&publish.topic) {
-            match std::str::from_utf8(payload).map(|s| s.trim().to_ascii_lowercase()) {
-                Ok(s) if s == "online" => announced.push((device, true)),
-                Ok(s) if s == "offline" => announced.push((device, false)),
-                // An empty retained message clears the status: nothing to record.
-                Ok(s) if s.is_empty() => {}
-                _ => refusals.push(refusal(
-                    Some(device),
-                    &publish.topic,
-                    "malformed_status",
-                    "status is online or offline".into(),
-                    None,
-                    kept,
-                )),
-            }
-            continue;
-        }
-        let Some(device) = device_of(&publish.topic) else {
-            refusals.push(refusal(
-                None,
-                &publish.topic,
-                "unknown_topic",
-                String::new(),
-                None,
-                kept,
-            ));
-            continue;
-        };
-        let Some(device_periods) = periods.get(&device) else {
-            refusals.push(refusal(
-                Some(device),
-                &publish.topic,
-                "unknown_device",
-                String::new(),
-                None,
-                kept,
-            ));
-            continue;
-        };
-        let Some(format) = Format::detect(&publish.topic, payload) else {
-            refusals.push(refusal(
-                Some(device),
-                &publish.topic,
-                "malformed_payload",
-                "neither a JSON nor a CBOR array".into(),
-                None,
-                kept,
-            ));
-            continue;
-        };
-        match senml::decode(payload, format, received_at, &settings.limits) {
-            Err(error) => refusals.push(refusal(
-                Some(device),
-                &publish.topic,
-                error.reason.as_str(),
-                error.detail,
-                None,
-                kept,
-            )),
-            Ok(decoded) => {
-                for rejection in decoded.rejections {
-                    refusals.push(refusal(
-                        Some(device),
-                        &publish.topic,
-                        rejection.reason.as_str(),
-                        rejection.detail,
-                        i32::try_from(rejection.index).ok(),
-                        kept,
-                    ));
-                }
-                for reading in decoded.readings {
-                    match device_periods.iter().find(|p| p.contains(reading.time)) {
-                        Some(period) => readings.push(NewReading {
-                            time: reading.time,
-                            device_id: device,
-                            metric: reading.metric,
-                            patient_id: period.patient.0,
-                            value: reading.value,
-                        }),
-                        None => refusals.push(refusal(
-                            Some(device),
-                            &publish.topic,
-                            "unassigned_device",
-                            "no patient had the device at that time".into(),
-                            None,
-                            kept,
-                        )),
-                    }
-                }
-            }
-        }
+        let kept = &payload[..payload.len().min(settings.rejected_payload_bytes)];
+        let message = interpret(
+            &publish.topic,
+            payload,
+            &periods,
+            received_at,
+            &settings.limits,
+        );
+        readings.extend(message.readings);
+        announced.extend(message.announced);
+        refusals.extend(message.refusals.into_iter().map(|r| Rejected {
+            device_id: r.device_id,
+            topic: &publish.topic,
+            reason: r.reason,
+            detail: r.detail,
+            record_index: r.record_index,
+            payload: kept,
+        }));
     }
     // Every device that sent anything is alive; announcements set the status.
     let heard: Vec<Uuid> = {
@@ -623,6 +557,132 @@ async fn commit(
         tracing::debug!(reason = refused.reason, "reading refused");
     }
     Ok((stored, Committed { readings, liveness }))
+}
+
+/// The assignment periods of `devices` by device: registered devices only,
+/// an unassigned one with an empty list.
+pub(crate) async fn assignment_periods(
+    db: &PgPool,
+    devices: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<AssignmentPeriod>>, sqlx::Error> {
+    let history = devices::assignment_history(db, devices)
+        .await
+        .map_err(|e| match e {
+            bedside_records::RecordsError::Database(e) => e,
+            other => sqlx::Error::Protocol(other.to_string()),
+        })?;
+    let mut periods: HashMap<Uuid, Vec<AssignmentPeriod>> = HashMap::new();
+    for (device, period) in history {
+        periods.entry(device).or_default().extend(period);
+    }
+    Ok(periods)
+}
+
+/// One refused message or record, before it is stored with its topic and payload.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Refusal {
+    device_id: Option<Uuid>,
+    reason: &'static str,
+    detail: String,
+    record_index: Option<i32>,
+}
+
+/// What one message says once decoded and resolved.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Interpreted {
+    /// Readings with the patient each belongs to.
+    pub(crate) readings: Vec<NewReading>,
+    /// What was refused, and why.
+    pub(crate) refusals: Vec<Refusal>,
+    /// A status message: the device and whether it says it is online.
+    pub(crate) announced: Option<(Uuid, bool)>,
+}
+
+/// Decodes one message and resolves each reading's patient from the
+/// devices' assignment `periods` (registered devices only; an unassigned
+/// one has an empty list). Pure: the batch's commit and the early look
+/// for the alert engine ([`crate::early`]) read messages the same way.
+pub(crate) fn interpret(
+    topic: &str,
+    payload: &[u8],
+    periods: &HashMap<Uuid, Vec<AssignmentPeriod>>,
+    received_at: DateTime<Utc>,
+    limits: &Limits,
+) -> Interpreted {
+    let mut out = Interpreted::default();
+    let mut refuse = |device_id, reason, detail: String, record_index| {
+        out.refusals.push(Refusal {
+            device_id,
+            reason,
+            detail,
+            record_index,
+        });
+    };
+    if let Some(device) = status_device_of(topic) {
+        match std::str::from_utf8(payload).map(|s| s.trim().to_ascii_lowercase()) {
+            Ok(s) if s == "online" => out.announced = Some((device, true)),
+            Ok(s) if s == "offline" => out.announced = Some((device, false)),
+            // An empty retained message clears the status: nothing to record.
+            Ok(s) if s.is_empty() => {}
+            _ => refuse(
+                Some(device),
+                "malformed_status",
+                "status is online or offline".into(),
+                None,
+            ),
+        }
+        return out;
+    }
+    let Some(device) = device_of(topic) else {
+        refuse(None, "unknown_topic", String::new(), None);
+        return out;
+    };
+    let Some(device_periods) = periods.get(&device) else {
+        refuse(Some(device), "unknown_device", String::new(), None);
+        return out;
+    };
+    let Some(format) = Format::detect(topic, payload) else {
+        refuse(
+            Some(device),
+            "malformed_payload",
+            "neither a JSON nor a CBOR array".into(),
+            None,
+        );
+        return out;
+    };
+    let decoded = match senml::decode(payload, format, received_at, limits) {
+        Ok(decoded) => decoded,
+        Err(error) => {
+            refuse(Some(device), error.reason.as_str(), error.detail, None);
+            return out;
+        }
+    };
+    for rejection in decoded.rejections {
+        refuse(
+            Some(device),
+            rejection.reason.as_str(),
+            rejection.detail,
+            i32::try_from(rejection.index).ok(),
+        );
+    }
+    for reading in decoded.readings {
+        match device_periods.iter().find(|p| p.contains(reading.time)) {
+            Some(period) => out.readings.push(NewReading {
+                time: reading.time,
+                device_id: device,
+                metric: reading.metric,
+                patient_id: period.patient.0,
+                value: reading.value,
+            }),
+            None => refuse(
+                Some(device),
+                "unassigned_device",
+                "no patient had the device at that time".into(),
+                None,
+            ),
+        }
+    }
+    out
 }
 
 /// The device id in a status topic.

@@ -24,8 +24,12 @@
 //! - [`gateway`]: the MQTT session (rumqttc, persistent QoS 1, manual acks),
 //!   batching, one transaction per batch, acknowledgement after commit,
 //!   backoff while the database fails.
+//! - `early`: the early look — readings decoded and resolved as they
+//!   arrive, handed to the alert engine before their batch commits (best
+//!   effort; committed readings always follow).
 //! - [`metrics`]: Prometheus counters (rejections by reason) and timings.
 
+mod early;
 pub mod gateway;
 pub mod metrics;
 pub mod senml;

@@ -22,6 +22,10 @@ pub struct IngestMetrics {
     pub commit_seconds: Histogram,
     /// Messages per batch.
     pub batch_messages: Histogram,
+    /// Messages that skipped the early look for the alert engine (it was
+    /// behind, or the database could not say whose they were): their
+    /// alerts come after their batch commits.
+    pub early_skipped: IntCounter,
 }
 
 impl IngestMetrics {
@@ -82,6 +86,11 @@ impl IngestMetrics {
                 ),
             )
             .expect("valid metric"),
+            early_skipped: IntCounter::new(
+                "bedside_ingest_early_skipped_total",
+                "Messages whose alerts waited for their batch to commit (early look skipped)",
+            )
+            .expect("valid metric"),
         };
         for collector in [
             Box::new(metrics.messages.clone()) as Box<dyn prometheus::core::Collector>,
@@ -92,6 +101,7 @@ impl IngestMetrics {
             Box::new(metrics.batch_latency.clone()),
             Box::new(metrics.commit_seconds.clone()),
             Box::new(metrics.batch_messages.clone()),
+            Box::new(metrics.early_skipped.clone()),
         ] {
             let _ = registry.register(collector);
         }

@@ -275,16 +275,21 @@ async fn start_ingest(
     let check = health.clone();
     state.add_readiness_check("ingest", std::sync::Arc::new(move || check.is_ready()));
     let (committed_tx, committed_rx) = tokio::sync::mpsc::channel(64);
+    let (arrived_tx, arrived_rx) = tokio::sync::mpsc::channel(256);
     let gateway = tokio::spawn(gateway::run(
         settings,
         state.db().clone(),
         health,
         stop.clone(),
-        Some(committed_tx),
+        gateway::Outlets {
+            committed: Some(committed_tx),
+            arrived: Some(arrived_tx),
+        },
     ));
     let engine = tokio::spawn(alert_engine(
         state.clone(),
         committed_rx,
+        arrived_rx,
         EngineMetrics::register(registry),
     ));
     let silence = tokio::spawn(silence_watch(
@@ -318,47 +323,86 @@ async fn start_ingest(
     Ok(vec![gateway, engine, silence, maintenance])
 }
 
-/// Feeds committed readings to the live hub and the alert engine, and the
-/// engine's committed transitions to the live hub. Ends when the gateway
-/// does (its sender is dropped).
+/// Runs the alert engine: readings are judged as they arrive (the
+/// gateway's early look) and again once committed, when they also go to
+/// the live hub as samples; committed transitions go to the live hub.
+/// Ends when the gateway does (its senders are dropped).
 async fn alert_engine(
     state: AppState,
     mut committed: tokio::sync::mpsc::Receiver<bedside_device_gateway::gateway::Committed>,
+    mut arrived: tokio::sync::mpsc::Receiver<Vec<bedside_vitals_store::store::NewReading>>,
     metrics: EngineMetrics,
 ) {
+    use bedside_alerts::engine::{EngineSettings, Evaluator};
     use bedside_signaling::live::LiveEvent;
-    let settings = bedside_alerts::engine::EngineSettings::default();
-    while let Some(batch) = committed.recv().await {
+    use bedside_vitals_store::changes;
+    let mut evaluator = Evaluator::new(EngineSettings::default());
+    let mut forget = changes::listen(state.db().clone(), changes::ALERT_INPUTS);
+    let mut arriving = true;
+    loop {
+        // Biased: what to forget applies before the next evaluation, and
+        // committed batches (which the gateway waits on) before early looks.
+        let (readings, liveness, path) = tokio::select! {
+            biased;
+            Some(order) = forget.recv() => {
+                evaluator.forget(order);
+                continue;
+            }
+            batch = committed.recv() => {
+                let Some(batch) = batch else { return };
+                state
+                    .live()
+                    .publish_all(batch.readings.iter().map(|r| LiveEvent::Sample {
+                        patient: r.patient_id,
+                        metric: r.metric,
+                        value: r.value,
+                        time: r.time,
+                    }));
+                (batch.readings, batch.liveness, "committed")
+            }
+            readings = arrived.recv(), if arriving => {
+                let Some(mut readings) = readings else {
+                    arriving = false;
+                    continue;
+                };
+                // Whatever else has arrived is judged in the same pass.
+                while readings.len() < 4096 {
+                    match arrived.try_recv() {
+                        Ok(more) => readings.extend(more),
+                        Err(_) => break,
+                    }
+                }
+                (readings, Vec::new(), "arrived")
+            }
+        };
         let started = std::time::Instant::now();
-        state
-            .live()
-            .publish_all(batch.readings.iter().map(|r| LiveEvent::Sample {
-                patient: r.patient_id,
-                metric: r.metric,
-                value: r.value,
-                time: r.time,
-            }));
         let evaluated = async {
-            let mut events =
-                bedside_alerts::engine::on_readings(state.db(), &settings, &batch.readings).await?;
-            events.extend(bedside_alerts::engine::on_liveness(state.db(), &batch.liveness).await?);
-            Ok::<_, bedside_vitals_store::StoreError>(events)
+            let mut transitions = evaluator.evaluate(state.db(), &readings).await?;
+            transitions.extend(bedside_alerts::engine::on_liveness(state.db(), &liveness).await?);
+            Ok::<_, bedside_vitals_store::StoreError>(transitions)
         };
         match evaluated.await {
-            Ok(events) => {
+            Ok(transitions) => {
+                let outcome = if transitions.is_empty() {
+                    "unchanged"
+                } else {
+                    "changed"
+                };
                 metrics
                     .evaluation_seconds
+                    .with_label_values(&[path, outcome])
                     .observe(started.elapsed().as_secs_f64());
-                for event in events {
+                metrics.patients_held.set(evaluator.patients_held() as i64);
+                for transition in transitions {
                     metrics
                         .transitions
-                        .with_label_values(&[event.kind.as_str()])
+                        .with_label_values(&[transition.event.kind.as_str()])
                         .inc();
-                    publish_alert(&state, event).await;
+                    publish_alert(&state, transition);
                 }
             }
             Err(error) => {
-                tracing::error!(%error, "alert evaluation failed; the next readings evaluate again")
+                tracing::error!(%error, path, "alert evaluation failed; the next readings evaluate again")
             }
         }
     }
@@ -367,19 +411,26 @@ async fn alert_engine(
 /// The alert engine's timings and transitions (labels: transition kinds only).
 #[derive(Clone)]
 struct EngineMetrics {
-    evaluation_seconds: prometheus::Histogram,
+    evaluation_seconds: prometheus::HistogramVec,
     transitions: prometheus::IntCounterVec,
+    patients_held: prometheus::IntGauge,
 }
 
 impl EngineMetrics {
     fn register(registry: &prometheus::Registry) -> Self {
         let metrics = Self {
-            evaluation_seconds: prometheus::Histogram::with_opts(
+            evaluation_seconds: prometheus::HistogramVec::new(
                 prometheus::HistogramOpts::new(
                     "bedside_alert_evaluation_seconds",
-                    "Evaluating one committed batch: thresholds, NEWS2, liveness, committed transitions",
+                    "One evaluation pass: thresholds, NEWS2, liveness, committed transitions (path: arrived or committed readings; outcome: whether any alert changed)",
                 )
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0]),
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0]),
+                &["path", "outcome"],
+            )
+            .expect("valid metric"),
+            patients_held: prometheus::IntGauge::new(
+                "bedside_alert_patients_held",
+                "Patients whose alert inputs the engine holds in memory",
             )
             .expect("valid metric"),
             transitions: prometheus::IntCounterVec::new(
@@ -390,6 +441,7 @@ impl EngineMetrics {
         };
         let _ = registry.register(Box::new(metrics.evaluation_seconds.clone()));
         let _ = registry.register(Box::new(metrics.transitions.clone()));
+        let _ = registry.register(Box::new(metrics.patients_held.clone()));
         metrics
     }
 }
@@ -412,7 +464,7 @@ async fn silence_watch(
         match bedside_alerts::engine::escalate_unacknowledged(state.db(), escalate_after).await {
             Ok(events) => {
                 for event in events {
-                    publish_alert(&state, event).await;
+                    publish_alert(&state, event);
                 }
             }
             Err(error) => tracing::warn!(%error, "escalation check failed"),
@@ -441,7 +493,7 @@ async fn silence_watch(
         match bedside_alerts::engine::on_liveness(state.db(), &changes).await {
             Ok(events) => {
                 for event in events {
-                    publish_alert(&state, event).await;
+                    publish_alert(&state, event);
                 }
             }
             Err(error) => tracing::error!(%error, "cannot raise offline alerts"),
@@ -450,17 +502,10 @@ async fn silence_watch(
 }
 
 /// Publishes a committed alert transition to the live hub.
-async fn publish_alert(state: &AppState, event: bedside_vitals_store::alerts::AlertEvent) {
-    match bedside_vitals_store::alerts::get(state.db(), event.alert_id).await {
-        Ok(Some(alert)) => state
-            .live()
-            .publish(bedside_signaling::live::LiveEvent::Alert {
-                patient: alert.patient_id,
-                event,
-            }),
-        Ok(None) => {}
-        Err(error) => tracing::error!(%error, "cannot load an alert to publish"),
-    }
+fn publish_alert(state: &AppState, transition: bedside_alerts::engine::Transition) {
+    state
+        .live()
+        .publish(bedside_signaling::live::LiveEvent::alert(transition));
 }
 
 async fn stopped(mut rx: watch::Receiver<bool>) {

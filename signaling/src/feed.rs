@@ -495,27 +495,33 @@ impl Feed {
         }
     }
 
+    /// Sends the alert events after `since` from the database. `false`
+    /// when the feed must close: sending failed, or the database could not
+    /// say (the client reconnects and replays from its sequence number, so
+    /// no alert is skipped).
     async fn replay(&mut self, since: i64, patients: &[Uuid]) -> bool {
-        let events = alert_store::events_since(self.state.db(), since, patients)
-            .await
-            .unwrap_or_default();
+        let Ok(events) = alert_store::events_since(self.state.db(), since, patients).await else {
+            return false;
+        };
         for event in events {
-            if !self.send_alert(event).await {
+            let Ok(alert) = alert_store::get(self.state.db(), event.alert_id).await else {
+                return false;
+            };
+            // An event's alert always exists (foreign key); nothing to send otherwise.
+            let Some(alert) = alert else { continue };
+            if !self.send_alert(&event, &alert).await {
                 return false;
             }
         }
         true
     }
 
-    async fn send_alert(&mut self, event: AlertEvent) -> bool {
-        let Ok(Some(alert)) = alert_store::get(self.state.db(), event.alert_id).await else {
-            return true;
-        };
+    async fn send_alert(&mut self, event: &AlertEvent, alert: &Alert) -> bool {
         self.last_seq = self.last_seq.max(event.seq);
         self.send(&ServerMessage::Alert {
             seq: event.seq,
-            event: event.kind,
-            alert,
+            event: event.kind.clone(),
+            alert: alert.clone(),
         })
         .await
     }
@@ -535,10 +541,10 @@ impl Feed {
                     .insert((*patient, *metric), (*value, *time));
                 true
             }
-            LiveEvent::Alert { event, .. } if event.seq > self.last_seq => {
-                self.send_alert(event.clone()).await
+            LiveEvent::Alert(t) if t.event.seq > self.last_seq => {
+                self.send_alert(&t.event, &t.alert).await
             }
-            LiveEvent::Alert { .. } => true,
+            LiveEvent::Alert(_) => true,
         };
         if ok {
             Flow::Continue
@@ -605,12 +611,9 @@ impl Feed {
             return self.error("forbidden", "staff only").await;
         };
         match alert_store::acknowledge(self.state.db(), alert_id, user.0).await {
-            Ok(Some(event)) => {
+            Ok(Some(transition)) => {
                 // Committed: now everyone watching hears of it (this feed included, through the hub).
-                self.state.live().publish(LiveEvent::Alert {
-                    patient: alert.patient_id,
-                    event,
-                });
+                self.state.live().publish(LiveEvent::alert(transition));
                 true
             }
             Ok(None) => {

@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use bedside_vitals_store::alerts::AlertEvent;
+use bedside_vitals_store::alerts::Transition;
 use bedside_vitals_store::metric::Metric;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
@@ -36,20 +36,22 @@ pub enum LiveEvent {
         /// When measured.
         time: DateTime<Utc>,
     },
-    /// An alert changed (and the change is committed).
-    Alert {
-        /// Whose.
-        patient: Uuid,
-        /// The numbered transition.
-        event: AlertEvent,
-    },
+    /// An alert changed (and the change is committed): the alert as it
+    /// stands after the transition, and the numbered event.
+    Alert(Arc<Transition>),
 }
 
 impl LiveEvent {
+    /// A committed alert transition.
+    pub fn alert(transition: Transition) -> Self {
+        LiveEvent::Alert(Arc::new(transition))
+    }
+
     /// The patient concerned.
     pub fn patient(&self) -> Uuid {
         match self {
-            LiveEvent::Sample { patient, .. } | LiveEvent::Alert { patient, .. } => *patient,
+            LiveEvent::Sample { patient, .. } => *patient,
+            LiveEvent::Alert(transition) => transition.alert.patient_id,
         }
     }
 }

@@ -13,13 +13,14 @@ use chrono::{Duration, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-async fn ingest(
+/// Stores one reading of each of `values`, taken `seconds_ago`.
+async fn store_readings(
     db: &PgPool,
     patient: Uuid,
     device: Uuid,
     values: &[(Metric, f64)],
     seconds_ago: i64,
-) -> Vec<String> {
+) -> Vec<NewReading> {
     let time = Utc::now() - Duration::seconds(seconds_ago);
     let readings: Vec<NewReading> = values
         .iter()
@@ -32,11 +33,23 @@ async fn ingest(
         })
         .collect();
     insert_batch(db, &readings).await.expect("insert");
+    readings
+}
+
+/// Stores readings and evaluates them with nothing held beforehand.
+async fn ingest(
+    db: &PgPool,
+    patient: Uuid,
+    device: Uuid,
+    values: &[(Metric, f64)],
+    seconds_ago: i64,
+) -> Vec<String> {
+    let readings = store_readings(db, patient, device, values, seconds_ago).await;
     engine::on_readings(db, &EngineSettings::default(), &readings)
         .await
         .expect("evaluate")
         .into_iter()
-        .map(|e| e.kind)
+        .map(|t| t.event.kind)
         .collect()
 }
 
@@ -68,7 +81,7 @@ async fn a_threshold_alert_opens_once_escalates_is_acknowledged_and_resolves() {
         .await
         .unwrap()
         .expect("acknowledged");
-    assert_eq!(ack.kind, "acknowledged");
+    assert_eq!(ack.event.kind, "acknowledged");
     assert!(
         store::acknowledge(&db, spo2.id, clinician)
             .await
@@ -311,7 +324,10 @@ async fn alerts_nobody_acknowledges_escalate_step_by_step_until_critical() {
         .unwrap();
     assert_eq!(escalated.len(), 1, "only the unacknowledged one");
     assert_eq!(
-        (escalated[0].kind.as_str(), escalated[0].severity.as_str()),
+        (
+            escalated[0].event.kind.as_str(),
+            escalated[0].event.severity.as_str()
+        ),
         ("escalated", "critical")
     );
     assert!(
@@ -326,4 +342,94 @@ async fn alerts_nobody_acknowledges_escalate_step_by_step_until_critical() {
         .unwrap()
         .remove(0);
     assert_eq!(alert.detail["escalated_because"], "unacknowledged");
+}
+
+/// The next order from the listener, within a deadline.
+async fn next_order(
+    forget: &mut tokio::sync::mpsc::UnboundedReceiver<bedside_vitals_store::changes::Forget>,
+) -> bedside_vitals_store::changes::Forget {
+    tokio::time::timeout(std::time::Duration::from_secs(10), forget.recv())
+        .await
+        .expect("a notice within 10 s")
+        .expect("the listener runs")
+}
+
+#[tokio::test]
+async fn a_long_lived_evaluator_follows_a_clinicians_threshold_and_spo2_scale_at_once() {
+    use bedside_vitals_store::changes::{self, Forget};
+    let (db, _) = fresh_database().await;
+    partitions::maintain(&db, Utc::now(), Duration::days(30), Duration::days(7))
+        .await
+        .unwrap();
+    let (patient, device, clinician) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let mut forget = changes::listen(db.clone(), changes::ALERT_INPUTS);
+    assert_eq!(next_order(&mut forget).await, Forget::All, "listening");
+    let mut evaluator = engine::Evaluator::new(EngineSettings::default());
+    let mut at = 60;
+    let mut judge = async |evaluator: &mut engine::Evaluator, values: &[(Metric, f64)]| {
+        at -= 1;
+        let readings = store_readings(&db, patient, device, values, at).await;
+        evaluator
+            .evaluate(&db, &readings)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.alert.rule, t.event.kind))
+            .collect::<Vec<_>>()
+    };
+    // 120 /min is inside the clinic default (40–130): nothing.
+    assert!(
+        judge(&mut evaluator, &[(Metric::HeartRate, 120.0)])
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        evaluator.patients_held(),
+        1,
+        "the patient's inputs are held"
+    );
+
+    // The clinician lowers the limit to 110: the held copy is forgotten on
+    // the notice, and the same value now opens an alert.
+    store::set_threshold(&db, patient, "heart_rate", None, Some(110.0), clinician)
+        .await
+        .unwrap();
+    let order = next_order(&mut forget).await;
+    assert_eq!(order, Forget::One(patient));
+    evaluator.forget(order);
+    assert_eq!(
+        judge(&mut evaluator, &[(Metric::HeartRate, 120.0)]).await,
+        vec![("threshold:heart_rate".to_owned(), "opened".to_owned())]
+    );
+
+    // SpO2 89 % on air: scale 1 scores 3 (a red parameter), so NEWS2 opens.
+    let kinds = judge(&mut evaluator, &[(Metric::Spo2, 89.0)]).await;
+    assert!(
+        kinds.contains(&("news2".to_owned(), "opened".to_owned())),
+        "{kinds:?}"
+    );
+    // The patient has hypercapnic respiratory failure: on scale 2, 89 % is
+    // on target and scores 0, so the next reading resolves the NEWS2 alert.
+    store::set_spo2_scale(&db, patient, 2, clinician)
+        .await
+        .unwrap();
+    let order = next_order(&mut forget).await;
+    assert_eq!(order, Forget::One(patient));
+    evaluator.forget(order);
+    let kinds = judge(&mut evaluator, &[(Metric::Spo2, 89.0)]).await;
+    assert!(
+        kinds.contains(&("news2".to_owned(), "resolved".to_owned())),
+        "{kinds:?}"
+    );
+    let resolved = sqlx::query_scalar::<_, serde_json::Value>(
+        "SELECT detail FROM alerts WHERE patient_id = $1 AND rule = 'news2'",
+    )
+    .bind(patient)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(
+        resolved["spo2_scale"], 1,
+        "the alert records the scale it was scored on"
+    );
 }

@@ -185,6 +185,18 @@ fn matrix() -> Vec<Route> {
             true,
         ),
         route(Method::GET, "/api/v1/patients/{id}/news2", record_a, true),
+        route(
+            Method::GET,
+            "/api/v1/patients/{id}/news2/settings",
+            record_a,
+            true,
+        ),
+        route(
+            Method::PUT,
+            "/api/v1/patients/{id}/news2/settings",
+            clinical_a,
+            true,
+        ),
         route(Method::GET, "/api/v1/patients/{id}/alerts", record_a, true),
         route(
             Method::GET,
@@ -291,6 +303,7 @@ fn probe(route: &Route, w: &World) -> (String, Option<Value>) {
         ("PUT", "/api/v1/patients/{id}/thresholds/{metric}") => {
             Some(json!({"low": 40, "high": 140}))
         }
+        ("PUT", "/api/v1/patients/{id}/news2/settings") => Some(json!({"spo2_scale": 2})),
         ("POST" | "PUT", t) => panic!("no probe body for {t}"),
         _ => None,
     };

@@ -75,6 +75,14 @@ fn start(
     settings: &GatewaySettings,
     db: &PgPool,
 ) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>, Health) {
+    start_with(settings, db, gateway::Outlets::default())
+}
+
+fn start_with(
+    settings: &GatewaySettings,
+    db: &PgPool,
+    outlets: gateway::Outlets,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>, Health) {
     let (stop, stopped) = watch::channel(false);
     let health = Health::default();
     let handle = tokio::spawn(gateway::run(
@@ -82,7 +90,7 @@ fn start(
         db.clone(),
         health.clone(),
         stopped,
-        None,
+        outlets,
     ));
     (stop, handle, health)
 }
@@ -442,5 +450,104 @@ async fn gateways_in_a_shared_group_split_the_stream_and_store_each_reading_once
         stop.send(true).unwrap();
         handle.await.unwrap();
     }
+    broker.stop().await;
+}
+
+/// Publishes a one-reading pack stamped now, as the device, until the
+/// early look hands on a reading for `patient`; returns its time.
+async fn publish_until_early(
+    arrived: &mut tokio::sync::mpsc::Receiver<Vec<bedside_vitals_store::store::NewReading>>,
+    port: u16,
+    device: &bedside_records::devices::Provisioned,
+    patient: uuid::Uuid,
+) -> chrono::DateTime<chrono::Utc> {
+    let user = &device.device.mqtt_username;
+    let topic = format!("bedside/v1/devices/{user}/vitals");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no early reading for the patient within 20 s"
+        );
+        let t = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+        let pack = format!(r#"[{{"bt":{t},"n":"heart_rate","u":"/min","v":71}}]"#);
+        assert!(publish(port, user, &device.mqtt_password, &topic, &pack).await);
+        let until = tokio::time::Instant::now() + Duration::from_millis(500);
+        while let Ok(Some(readings)) = tokio::time::timeout_at(until, arrived.recv()).await {
+            if let Some(r) = readings.iter().find(|r| r.patient_id == patient) {
+                return r.time;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn arriving_readings_reach_the_alert_engine_before_commit_with_their_current_patient() {
+    let (db, _) = fresh_database().await;
+    bedside_vitals_store::partitions::maintain(
+        &db,
+        chrono::Utc::now(),
+        chrono::Duration::days(365),
+        chrono::Duration::days(14),
+    )
+    .await
+    .expect("partitions");
+    let (first, device) = patient_with_oximeter(&db, "GW-EARLY-1", "OX-GW-EARLY").await;
+    let (second, _) = patient_with_oximeter(&db, "GW-EARLY-2", "OX-GW-EARLY-2").await;
+    let broker = Broker::for_registry(&db, None).await;
+    // Batches close only at 10,000 messages or after ten minutes: nothing
+    // commits during the test, so whatever arrives came by the early look.
+    let settings = settings(broker.port, 10_000, Duration::from_secs(600));
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::channel(64);
+    let (committed_tx, mut committed) = tokio::sync::mpsc::channel(64);
+    let (stop, handle, _) = start_with(
+        &settings,
+        &db,
+        gateway::Outlets {
+            committed: Some(committed_tx),
+            arrived: Some(arrived_tx),
+        },
+    );
+    publish_until_early(&mut arrived, broker.port, &device, first.id.0).await;
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM vitals").await,
+        0,
+        "nothing committed yet"
+    );
+
+    // The device goes to another patient: the gateway's copy of its
+    // assignments is forgotten on the database's notice, and readings are
+    // then attributed to the new patient (without the notice they never would).
+    bedside_records::devices::assign(&db, device.device.id, second.id)
+        .await
+        .unwrap();
+    let reassigned: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT assigned_from FROM device_assignments WHERE patient_id = $1")
+            .bind(second.id.0)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    let time = publish_until_early(&mut arrived, broker.port, &device, second.id.0).await;
+    assert!(time >= reassigned);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM vitals").await,
+        0,
+        "still nothing committed"
+    );
+
+    // Stopping flushes the batch: the stored rows follow the stored assignments.
+    stop.send(true).unwrap();
+    handle.await.unwrap();
+    let batch = committed.recv().await.expect("the flushed batch");
+    assert!(!batch.readings.is_empty());
+    let misattributed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM vitals v JOIN device_assignments a ON a.device_id = v.device_id
+         AND v.time >= a.assigned_from AND (a.assigned_to IS NULL OR v.time < a.assigned_to)
+         WHERE v.patient_id <> a.patient_id",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(misattributed, 0);
     broker.stop().await;
 }

@@ -170,6 +170,7 @@ impl World {
         )
         .await
         .expect("alert")
+        .event
         .alert_id;
         tx.commit().await.expect("commit");
         World {

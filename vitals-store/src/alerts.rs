@@ -76,23 +76,57 @@ pub async fn live_for_update(
     .await?)
 }
 
-async fn event(
-    tx: &mut PgConnection,
-    alert: Uuid,
-    kind: &str,
-    severity: &str,
-    actor: Option<Uuid>,
-) -> crate::Result<AlertEvent> {
-    Ok(sqlx::query_as::<_, AlertEvent>(
-        "INSERT INTO alert_events (alert_id, kind, severity, actor) VALUES ($1, $2, $3, $4)
-         RETURNING seq, alert_id, at, kind, severity, actor",
+/// A committed transition: the alert as it stands after it, and the
+/// numbered event. Everything a live feed shows, so nobody reads it back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    /// The alert after the transition.
+    pub alert: Alert,
+    /// The transition.
+    pub event: AlertEvent,
+}
+
+#[derive(sqlx::FromRow)]
+struct TransitionRow {
+    #[sqlx(flatten)]
+    alert: Alert,
+    seq: i64,
+    event_at: DateTime<Utc>,
+    event_kind: String,
+    event_severity: String,
+    event_actor: Option<Uuid>,
+}
+
+impl From<TransitionRow> for Transition {
+    fn from(row: TransitionRow) -> Self {
+        Transition {
+            event: AlertEvent {
+                seq: row.seq,
+                alert_id: row.alert.id,
+                at: row.event_at,
+                kind: row.event_kind,
+                severity: row.event_severity,
+                actor: row.event_actor,
+            },
+            alert: row.alert,
+        }
+    }
+}
+
+/// One statement that changes an alert (`change`: a data-modifying
+/// statement returning the alert's columns) and records the transition as
+/// an event of `kind` by actor `$actor_param`: one round trip, on every
+/// alert's path.
+fn transition_sql(change: &str, kind: &str, actor_param: &str) -> String {
+    format!(
+        "WITH a AS ({change} RETURNING {COLUMNS}),
+              e AS (INSERT INTO alert_events (alert_id, kind, severity, actor)
+                    SELECT id, '{kind}', severity, {actor_param}::uuid FROM a
+                    RETURNING seq, at, kind, severity, actor)
+         SELECT a.*, e.seq, e.at AS event_at, e.kind AS event_kind,
+                e.severity AS event_severity, e.actor AS event_actor
+         FROM a, e"
     )
-    .bind(alert)
-    .bind(kind)
-    .bind(severity)
-    .bind(actor)
-    .fetch_one(tx)
-    .await?)
 }
 
 /// Opens an alert.
@@ -107,21 +141,23 @@ pub async fn open(
     severity: &str,
     detail: &serde_json::Value,
     at: DateTime<Utc>,
-) -> crate::Result<AlertEvent> {
-    let id = Uuid::now_v7();
-    sqlx::query(
+) -> crate::Result<Transition> {
+    let sql = transition_sql(
         "INSERT INTO alerts (id, patient_id, rule, severity, status, opened_at, updated_at, detail)
          VALUES ($1, $2, $3, $4, 'open', $5, $5, $6)",
-    )
-    .bind(id)
-    .bind(patient)
-    .bind(rule)
-    .bind(severity)
-    .bind(at)
-    .bind(detail)
-    .execute(&mut *tx)
-    .await?;
-    event(tx, id, "opened", severity, None).await
+        "opened",
+        "NULL",
+    );
+    Ok(sqlx::query_as::<_, TransitionRow>(sqlx::AssertSqlSafe(sql))
+        .bind(Uuid::now_v7())
+        .bind(patient)
+        .bind(rule)
+        .bind(severity)
+        .bind(at)
+        .bind(detail)
+        .fetch_one(tx)
+        .await?
+        .into())
 }
 
 /// Raises a live alert's severity; an acknowledged alert opens again.
@@ -133,18 +169,21 @@ pub async fn escalate(
     alert: Uuid,
     severity: &str,
     detail: &serde_json::Value,
-) -> crate::Result<AlertEvent> {
-    sqlx::query(
+) -> crate::Result<Transition> {
+    let sql = transition_sql(
         "UPDATE alerts SET severity = $2, status = 'open', acknowledged_at = NULL, acknowledged_by = NULL,
                 updated_at = now(), detail = $3
          WHERE id = $1",
-    )
-    .bind(alert)
-    .bind(severity)
-    .bind(detail)
-    .execute(&mut *tx)
-    .await?;
-    event(tx, alert, "escalated", severity, None).await
+        "escalated",
+        "NULL",
+    );
+    Ok(sqlx::query_as::<_, TransitionRow>(sqlx::AssertSqlSafe(sql))
+        .bind(alert)
+        .bind(severity)
+        .bind(detail)
+        .fetch_one(tx)
+        .await?
+        .into())
 }
 
 /// Resolves a live alert, by a clinician or (with `by` empty) automatically.
@@ -155,16 +194,19 @@ pub async fn resolve(
     tx: &mut PgConnection,
     alert: Uuid,
     by: Option<Uuid>,
-) -> crate::Result<AlertEvent> {
-    let severity: String = sqlx::query_scalar(
+) -> crate::Result<Transition> {
+    let sql = transition_sql(
         "UPDATE alerts SET status = 'resolved', resolved_at = now(), resolved_by = $2, updated_at = now()
-         WHERE id = $1 RETURNING severity",
-    )
-    .bind(alert)
-    .bind(by)
-    .fetch_one(&mut *tx)
-    .await?;
-    event(tx, alert, "resolved", &severity, by).await
+         WHERE id = $1",
+        "resolved",
+        "$2",
+    );
+    Ok(sqlx::query_as::<_, TransitionRow>(sqlx::AssertSqlSafe(sql))
+        .bind(alert)
+        .bind(by)
+        .fetch_one(tx)
+        .await?
+        .into())
 }
 
 /// Acknowledges an open alert. `None` when it is not open (already taken,
@@ -172,22 +214,19 @@ pub async fn resolve(
 ///
 /// # Errors
 /// When the database fails.
-pub async fn acknowledge(db: &PgPool, alert: Uuid, by: Uuid) -> crate::Result<Option<AlertEvent>> {
-    let mut tx = db.begin().await?;
-    let severity: Option<String> = sqlx::query_scalar(
+pub async fn acknowledge(db: &PgPool, alert: Uuid, by: Uuid) -> crate::Result<Option<Transition>> {
+    let sql = transition_sql(
         "UPDATE alerts SET status = 'acknowledged', acknowledged_at = now(), acknowledged_by = $2, updated_at = now()
-         WHERE id = $1 AND status = 'open' RETURNING severity",
-    )
-    .bind(alert)
-    .bind(by)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(severity) = severity else {
-        return Ok(None);
-    };
-    let ev = event(&mut tx, alert, "acknowledged", &severity, Some(by)).await?;
-    tx.commit().await?;
-    Ok(Some(ev))
+         WHERE id = $1 AND status = 'open'",
+        "acknowledged",
+        "$2",
+    );
+    Ok(sqlx::query_as::<_, TransitionRow>(sqlx::AssertSqlSafe(sql))
+        .bind(alert)
+        .bind(by)
+        .fetch_optional(db)
+        .await?
+        .map(Into::into))
 }
 
 /// Live alerts of the given patients, most urgent and newest first.
@@ -328,4 +367,49 @@ pub async fn stale_open(db: &PgPool, cutoff: DateTime<Utc>) -> crate::Result<Vec
     .bind(cutoff)
     .fetch_all(db)
     .await?)
+}
+
+/// The SpO2 scale (1 or 2) of those of `patients` who have one set; the
+/// others are on scale 1.
+///
+/// # Errors
+/// When the database fails.
+pub async fn spo2_scales_for(db: &PgPool, patients: &[Uuid]) -> crate::Result<Vec<(Uuid, i16)>> {
+    Ok(sqlx::query_as(
+        "SELECT patient_id, spo2_scale FROM patient_news2_settings WHERE patient_id = ANY($1)",
+    )
+    .bind(patients)
+    .fetch_all(db)
+    .await?)
+}
+
+/// A patient's SpO2 scale: 1 unless a clinician set 2.
+///
+/// # Errors
+/// When the database fails.
+pub async fn spo2_scale(db: impl sqlx::PgExecutor<'_>, patient: Uuid) -> crate::Result<i16> {
+    Ok(sqlx::query_scalar(
+        "SELECT coalesce((SELECT spo2_scale FROM patient_news2_settings WHERE patient_id = $1), 1::smallint)",
+    )
+    .bind(patient)
+    .fetch_one(db)
+    .await?)
+}
+
+/// Sets a patient's SpO2 scale (1 or 2; anything else is refused by the
+/// table's check).
+///
+/// # Errors
+/// When the database fails or the scale is not 1 or 2.
+pub async fn set_spo2_scale(db: &PgPool, patient: Uuid, scale: i16, by: Uuid) -> crate::Result<()> {
+    sqlx::query(
+        "INSERT INTO patient_news2_settings (patient_id, spo2_scale, updated_by) VALUES ($1, $2, $3)
+         ON CONFLICT (patient_id) DO UPDATE SET spo2_scale = $2, updated_by = $3, updated_at = now()",
+    )
+    .bind(patient)
+    .bind(scale)
+    .bind(by)
+    .execute(db)
+    .await?;
+    Ok(())
 }

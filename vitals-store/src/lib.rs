@@ -21,10 +21,12 @@
 //! - [`store`]: batch insert and rejected messages.
 //! - [`queries`]: latest values, raw ranges, bucketed views.
 //! - [`partitions`]: backend detection, partitions ahead, retention.
+//! - [`changes`]: notices that tell in-memory copies what to forget.
 //!
 //! It must not know about MQTT or HTTP.
 
 pub mod alerts;
+pub mod changes;
 pub mod liveness;
 pub mod metric;
 pub mod partitions;

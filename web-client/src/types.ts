@@ -208,6 +208,12 @@ export interface News2 {
   total: number;
   band: News2Band;
   missing: string[];
+  /** 1, or 2 for hypercapnic respiratory failure (set per patient by a clinician). */
+  spo2_scale: 1 | 2;
+}
+
+export interface News2Settings {
+  spo2_scale: 1 | 2;
 }
 
 export type AlertSeverity = 'low' | 'medium' | 'high' | 'critical';

@@ -83,6 +83,10 @@ pub(crate) fn api_router() -> Router<AppState> {
         .route("/patients/{id}/vitals/latest", get(vitals::latest))
         .route("/patients/{id}/vitals/{metric}", get(vitals::history))
         .route("/patients/{id}/news2", get(vitals::news2_now))
+        .route(
+            "/patients/{id}/news2/settings",
+            get(vitals::news2_settings).put(vitals::set_news2_settings),
+        )
         .route("/patients/{id}/alerts", get(vitals::alerts))
         .route("/patients/{id}/thresholds", get(vitals::thresholds))
         .route(

@@ -114,6 +114,8 @@ pub(crate) struct News2 {
     /// Parameters with no reading in the last hour.
     #[schema(value_type = Vec<String>)]
     missing: Vec<news2::Parameter>,
+    /// The SpO2 scale the score used (1, or 2 when a clinician set it).
+    spo2_scale: i16,
 }
 
 /// NEWS2 from each parameter's latest reading of the last hour.
@@ -126,16 +128,71 @@ pub(crate) async fn news2_now(
 ) -> Result<Json<News2>, ApiError> {
     ctx.allow(&state, Access::Patient(id), "vitals.read")
         .await?;
-    let latest = queries::latest(state.db(), id.0, Utc::now() - chrono::Duration::hours(1))
-        .await
-        .map_err(store_error)?;
+    let (latest, scale) = futures::try_join!(
+        queries::latest(state.db(), id.0, Utc::now() - chrono::Duration::hours(1)),
+        alert_store::spo2_scale(state.db(), id.0),
+    )
+    .map_err(store_error)?;
     let observations = bedside_alerts::engine::observations(&latest);
-    let score = news2::score(&observations, SpO2Scale::Scale1);
+    let scale = SpO2Scale::from_number(scale);
+    let score = news2::score(&observations, scale);
     Ok(Json(News2 {
         total: score.total,
         band: score.band,
         missing: score.missing,
+        spo2_scale: scale.number(),
     }))
+}
+
+/// A patient's NEWS2 settings.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+pub(crate) struct News2Settings {
+    /// 1, or 2 for hypercapnic respiratory failure with a prescribed
+    /// target of 88–92 % (a clinician's decision, RCP 2017).
+    spo2_scale: i16,
+}
+
+/// The patient's NEWS2 settings.
+#[utoipa::path(get, path = "/api/v1/patients/{id}/news2/settings", tag = "vitals", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid)), responses((status = 200, body = News2Settings), (status = 403, body = crate::error::ErrorBody)))]
+pub(crate) async fn news2_settings(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    ApiPath(id): ApiPath<PatientId>,
+) -> Result<Json<News2Settings>, ApiError> {
+    ctx.allow(&state, Access::Patient(id), "news2_settings.read")
+        .await?;
+    let spo2_scale = alert_store::spo2_scale(state.db(), id.0)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(News2Settings { spo2_scale }))
+}
+
+/// Puts a patient on SpO2 scale 1 or 2 (the patient's clinicians only).
+/// The alert engine applies it from the patient's next reading.
+#[utoipa::path(put, path = "/api/v1/patients/{id}/news2/settings", tag = "vitals", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid)), request_body = News2Settings,
+    responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub(crate) async fn set_news2_settings(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    ApiPath(id): ApiPath<PatientId>,
+    ApiJson(body): ApiJson<News2Settings>,
+) -> Result<StatusCode, ApiError> {
+    let caller = ctx
+        .allow(&state, Access::Clinical(id), "news2_settings.update")
+        .await?;
+    if !matches!(body.spo2_scale, 1 | 2) {
+        return Err(ApiError::invalid(
+            "spo2_scale",
+            "spo2_scale: must be 1 or 2",
+        ));
+    }
+    let user = caller.user().ok_or_else(ApiError::forbidden)?;
+    alert_store::set_spo2_scale(state.db(), id.0, body.spo2_scale, user.0)
+        .await
+        .map_err(store_error)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The patient's live alerts, most urgent first.
@@ -180,7 +237,7 @@ pub(crate) async fn acknowledge(
         )
         .await?;
     let user = caller.user().ok_or_else(ApiError::forbidden)?;
-    let Some(event) = alert_store::acknowledge(state.db(), id, user.0)
+    let Some(transition) = alert_store::acknowledge(state.db(), id, user.0)
         .await
         .map_err(store_error)?
     else {
@@ -190,14 +247,8 @@ pub(crate) async fn acknowledge(
             "the alert is not open (already acknowledged or resolved)",
         ));
     };
-    state.live().publish(LiveEvent::Alert {
-        patient: alert.patient_id,
-        event,
-    });
-    let updated = alert_store::get(state.db(), id)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| ApiError::not_found("alert"))?;
+    let updated = transition.alert.clone();
+    state.live().publish(LiveEvent::alert(transition));
     Ok(Json(updated))
 }
 

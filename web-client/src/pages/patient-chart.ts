@@ -20,7 +20,7 @@ import {
   unitLabel,
   type ViewName,
 } from '../lib/vitals';
-import type { Patient, Threshold, VitalsHistory } from '../types';
+import type { News2Settings, Patient, Threshold, VitalsHistory } from '../types';
 import { isAbort, loadError, pageHeading, patientDisplayName, type PageContext } from '../ui';
 
 const CHART_HEIGHT = 200;
@@ -56,6 +56,7 @@ export async function patientChartPage(ctx: PageContext): Promise<void> {
   );
   const chartsEl = h('div', { class: 'charts' });
   const thresholdsEl = h('section', { class: 'card', 'aria-labelledby': 'thresholds-heading' }, h('h2', { id: 'thresholds-heading' }, 'Alert thresholds'), h('p', { class: 'loading' }, 'Loading thresholds…'));
+  const scaleEl = h('section', { class: 'card', 'aria-labelledby': 'scale-heading', 'data-testid': 'spo2-scale' }, h('h2', { id: 'scale-heading' }, 'NEWS2 SpO₂ scale'), h('p', { class: 'loading' }, 'Loading…'));
 
   replaceChildren(
     ctx.main,
@@ -71,6 +72,7 @@ export async function patientChartPage(ctx: PageContext): Promise<void> {
       chartsEl,
     ),
     thresholdsEl,
+    scaleEl,
   );
 
   // ---- thresholds (also drawn on the charts) ----
@@ -430,5 +432,47 @@ export async function patientChartPage(ctx: PageContext): Promise<void> {
   } else {
     drawThresholds();
     for (const p of plots.values()) p.redraw(false, false);
+  }
+
+  // ---- NEWS2 SpO2 scale ----
+  const drawScale = (scale: 1 | 2, message = '') => {
+    const explain = h(
+      'p',
+      { class: 'muted' },
+      'Scale 2 is for patients with hypercapnic respiratory failure whose prescribed SpO₂ target is 88–92 %; everyone else is on scale 1. ',
+      canEdit ? 'Choose it only on a clinical decision: it changes how NEWS2 scores SpO₂.' : 'Only the patient’s clinicians can change it.',
+    );
+    if (!canEdit) {
+      replaceChildren(scaleEl, h('h2', { id: 'scale-heading' }, 'NEWS2 SpO₂ scale'), explain, h('p', { 'data-scale': String(scale) }, `In force: scale ${scale}.`));
+      return;
+    }
+    const option = (value: 1 | 2, label: string) =>
+      h('label', { class: 'radio' }, h('input', { type: 'radio', name: 'spo2-scale', value: String(value), checked: scale === value ? true : undefined }), ` ${label}`);
+    const feedback = h('p', { class: 'live', role: 'status', 'aria-live': 'polite' }, message);
+    const form = h(
+      'form',
+      { class: 'scale-form', 'aria-label': 'NEWS2 SpO₂ scale', 'data-scale': String(scale) },
+      h('fieldset', null, h('legend', null, 'SpO₂ scale'), option(1, 'Scale 1'), option(2, 'Scale 2 (hypercapnic respiratory failure)')),
+      h('button', { type: 'submit', class: 'button small primary' }, 'Save scale'),
+    );
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      const chosen = (form.querySelector('input[name="spo2-scale"]:checked') as HTMLInputElement | null)?.value === '2' ? 2 : 1;
+      try {
+        await api<void>(`${base}/news2/settings`, { method: 'PUT', body: { spo2_scale: chosen } });
+        drawScale(chosen, `NEWS2 now scores SpO₂ on scale ${chosen}.`);
+      } catch (err) {
+        replaceChildren(feedback, messageForError(err));
+      }
+    });
+    replaceChildren(scaleEl, h('h2', { id: 'scale-heading' }, 'NEWS2 SpO₂ scale'), explain, form, feedback);
+  };
+  try {
+    const settings = await api<News2Settings>(`${base}/news2/settings`, { signal });
+    if (signal.aborted) return;
+    drawScale(settings.spo2_scale);
+  } catch (err) {
+    if (isAbort(err)) return;
+    replaceChildren(scaleEl, h('h2', { id: 'scale-heading' }, 'NEWS2 SpO₂ scale'), loadError(err));
   }
 }

@@ -24,7 +24,6 @@ use bedside_records::devices::AssignmentPeriod;
 use bedside_vitals_store::changes::{self, Forget};
 use bedside_vitals_store::store::NewReading;
 use chrono::Utc;
-use rumqttc::Publish;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -32,6 +31,7 @@ use uuid::Uuid;
 use crate::gateway::{assignment_periods, device_of, interpret, status_device_of};
 use crate::metrics::IngestMetrics;
 use crate::senml::Limits;
+use crate::session::Message;
 
 /// Messages waiting for the early look; beyond this they skip it.
 pub(crate) const EARLY_QUEUE: usize = 8192;
@@ -41,7 +41,7 @@ const CHUNK: usize = 256;
 /// Runs until `messages` closes or `out`'s receiver is gone.
 pub(crate) async fn run(
     db: PgPool,
-    mut messages: mpsc::Receiver<Publish>,
+    mut messages: mpsc::Receiver<Message>,
     out: mpsc::Sender<Vec<NewReading>>,
     limits: Limits,
     metrics: IngestMetrics,
@@ -92,7 +92,7 @@ pub(crate) async fn run(
 /// known; `None` when the database cannot say (the commit will).
 async fn look(
     db: &PgPool,
-    chunk: &[Publish],
+    chunk: &[Message],
     periods: &mut HashMap<Uuid, Vec<AssignmentPeriod>>,
     limits: &Limits,
 ) -> Option<Vec<NewReading>> {

@@ -33,7 +33,6 @@ use bedside_records::devices::{self, AssignmentPeriod};
 use bedside_vitals_store::liveness;
 use bedside_vitals_store::store::{self, NewReading, Rejected};
 use chrono::{DateTime, Utc};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -41,6 +40,7 @@ use uuid::Uuid;
 
 use crate::metrics::IngestMetrics;
 use crate::senml::{self, Format, Limits};
+use crate::session::{self, Client, Message, Protocol, SessionEvent};
 
 /// Capacity of the channels between the MQTT event loop and the batch task
 /// (see `run`): above the largest in-flight window a broker grants (65,535
@@ -101,11 +101,14 @@ pub struct GatewaySettings {
     pub username: String,
     /// Password.
     pub password: String,
+    /// MQTT 3.1.1 or 5.
+    pub protocol: Protocol,
     /// TLS to the broker (`mqtts://`): whom to trust. `None`: plain TCP.
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Subscribe as `$share/<group>/…` so several gateways (one per Bedside
-    /// node, each with its own client id) split the devices' stream.
-    /// Mosquitto 2 offers shared subscriptions to MQTT 3.1.1 clients too.
+    /// node, each with its own client id) split the devices' stream: an
+    /// MQTT 5 feature (Mosquitto 2 also honours it for 3.1.1 clients, but
+    /// the server's configuration asks for MQTT 5).
     pub shared_group: Option<String>,
     /// A batch closes at this many messages. Must not exceed the broker's
     /// in-flight window for this client (Mosquitto's `max_inflight_messages`),
@@ -185,18 +188,6 @@ pub async fn run(
     outlets: Outlets,
 ) {
     let Outlets { committed, arrived } = outlets;
-    let mut options = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
-    options
-        .set_keep_alive(Duration::from_secs(30))
-        .set_clean_session(false)
-        .set_credentials(&settings.username, &settings.password)
-        .set_manual_acks(true)
-        .set_max_packet_size(settings.limits.max_payload_bytes + 1024, 64 * 1024);
-    if let Some(tls) = &settings.tls {
-        options.set_transport(rumqttc::Transport::tls_with_config(
-            rumqttc::TlsConfiguration::Rustls(tls.clone()),
-        ));
-    }
     let filters = filters(settings.shared_group.as_deref());
     // Neither channel may fill: if the poll task waited on a full channel
     // to the batch task while the batch task waited to queue acks for the
@@ -204,15 +195,25 @@ pub async fn run(
     // of rumqtt issue 1025). The broker never has more than its in-flight
     // window of unacknowledged messages out to us, which bounds both;
     // QUEUE_CAPACITY is far above any window a broker grants.
-    let (client, mut eventloop) = AsyncClient::new(options, QUEUE_CAPACITY);
+    let (client, mut eventloop) = session::session(session::Endpoint {
+        protocol: settings.protocol,
+        client_id: &settings.client_id,
+        host: &settings.host,
+        port: settings.port,
+        username: &settings.username,
+        password: &settings.password,
+        tls: settings.tls.clone(),
+        max_packet_bytes: settings.limits.max_payload_bytes + 1024,
+        queue: QUEUE_CAPACITY,
+    });
     // Each message travels with the moment it arrived: a batch's age counts
     // from its first message's arrival, not from when the batch task got to it.
-    let (tx, rx) = mpsc::channel::<(Publish, Instant)>(QUEUE_CAPACITY);
+    let (tx, rx) = mpsc::channel::<(Message, Instant)>(QUEUE_CAPACITY);
 
     // The early look has its own bounded queue that the poll task never
     // waits on: a message that finds it full just skips the early look.
     let early = arrived.map(|arrived| {
-        let (early_tx, early_rx) = mpsc::channel::<Publish>(crate::early::EARLY_QUEUE);
+        let (early_tx, early_rx) = mpsc::channel::<Message>(crate::early::EARLY_QUEUE);
         tokio::spawn(crate::early::run(
             db.clone(),
             early_rx,
@@ -230,34 +231,34 @@ pub async fn run(
         let mut backoff = Duration::from_millis(100);
         loop {
             let event = tokio::select! {
-                e = eventloop.poll() => e,
+                e = eventloop.next() => e,
                 _ = stopped(&mut poll_shutdown) => return,
             };
             match event {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                SessionEvent::Connected => {
                     backoff = Duration::from_millis(100);
                     poll_health.set_connected(true);
                     tracing::info!("connected to the MQTT broker");
                     // Subscribing again on every connection is harmless with a
                     // persistent session and needed when the broker lost it.
                     for filter in &filters {
-                        if let Err(error) = poll_client.try_subscribe(filter, QoS::AtLeastOnce) {
+                        if let Err(error) = poll_client.try_subscribe(filter) {
                             tracing::error!(%error, "cannot queue the subscription");
                         }
                     }
                 }
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                SessionEvent::Message(message) => {
                     if let Some(early) = &early
-                        && early.try_send(publish.clone()).is_err()
+                        && early.try_send(message.clone()).is_err()
                     {
                         early_skipped.inc();
                     }
-                    if tx.send((publish, Instant::now())).await.is_err() {
+                    if tx.send((message, Instant::now())).await.is_err() {
                         return;
                     }
                 }
-                Ok(_) => {}
-                Err(error) => {
+                SessionEvent::Other => {}
+                SessionEvent::Failed(error) => {
                     poll_health.set_connected(false);
                     tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "MQTT connection failed");
                     tokio::time::sleep(backoff).await;
@@ -289,23 +290,23 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 
 /// A batch whose transaction has committed, ready to be acknowledged.
 struct Stored {
-    messages: Vec<Publish>,
+    messages: Vec<Message>,
     changes: Committed,
 }
 
 struct Batcher {
     settings: Arc<GatewaySettings>,
     db: PgPool,
-    client: AsyncClient,
+    client: Client,
     health: Health,
-    pending: Vec<Publish>,
+    pending: Vec<Message>,
     opened: Option<Instant>,
     /// Batches committing, oldest first. Up to `concurrent_batches` commit at
     /// once (their round trips and WAL flushes overlap); they are
     /// acknowledged and handed on strictly in the order they were closed,
     /// since MQTT wants acknowledgements in the order messages arrived.
     in_flight: VecDeque<JoinHandle<Stored>>,
-    rx: mpsc::Receiver<(Publish, Instant)>,
+    rx: mpsc::Receiver<(Message, Instant)>,
     committed: Option<mpsc::Sender<Committed>>,
 }
 
@@ -343,9 +344,9 @@ impl Batcher {
                     self.acknowledge(done).await;
                 }
                 message = self.rx.recv() => match message {
-                    Some((publish, arrived)) => {
+                    Some((message, arrived)) => {
                         self.opened.get_or_insert(arrived);
-                        self.pending.push(publish);
+                        self.pending.push(message);
                         if self.pending.len() >= self.settings.batch_messages {
                             self.close_batch().await;
                         }
@@ -406,8 +407,8 @@ impl Batcher {
         {
             let _ = committed.send(changes).await;
         }
-        for publish in messages {
-            if let Err(error) = self.client.ack(&publish).await {
+        for message in messages {
+            if let Err(error) = self.client.ack(&message).await {
                 // The broker will redeliver; the unique key absorbs it.
                 tracing::warn!(%error, "cannot acknowledge a message");
             }
@@ -420,7 +421,7 @@ impl Batcher {
 /// rest).
 async fn store_with_retry(
     db: &PgPool,
-    messages: Vec<Publish>,
+    messages: Vec<Message>,
     settings: &GatewaySettings,
     health: &Health,
     opened: Option<Instant>,
@@ -464,7 +465,7 @@ async fn store_with_retry(
 /// number of new rows and the batch's readings.
 async fn commit(
     db: &PgPool,
-    batch: &[Publish],
+    batch: &[Message],
     settings: &GatewaySettings,
 ) -> Result<(u64, Committed), sqlx::Error> {
     let received_at = Utc::now();
@@ -481,21 +482,21 @@ async fn commit(
     let mut readings = Vec::new();
     let mut refusals: Vec<Rejected<'_>> = Vec::new();
     let mut announced: Vec<(Uuid, bool)> = Vec::new();
-    for publish in batch {
-        let payload = &publish.payload[..];
+    for message in batch {
+        let payload = &message.payload[..];
         let kept = &payload[..payload.len().min(settings.rejected_payload_bytes)];
-        let message = interpret(
-            &publish.topic,
+        let said = interpret(
+            &message.topic,
             payload,
             &periods,
             received_at,
             &settings.limits,
         );
-        readings.extend(message.readings);
-        announced.extend(message.announced);
-        refusals.extend(message.refusals.into_iter().map(|r| Rejected {
+        readings.extend(said.readings);
+        announced.extend(said.announced);
+        refusals.extend(said.refusals.into_iter().map(|r| Rejected {
             device_id: r.device_id,
-            topic: &publish.topic,
+            topic: &message.topic,
             reason: r.reason,
             detail: r.detail,
             record_index: r.record_index,

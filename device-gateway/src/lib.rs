@@ -21,7 +21,9 @@
 //! ## Layout
 //! - [`senml`]: the pure payload decoder (RFC 8428 packs in JSON and CBOR
 //!   to validated readings in canonical units, and per-record rejections).
-//! - [`gateway`]: the MQTT session (rumqttc, persistent QoS 1, manual acks),
+//! - [`session`]: the MQTT session in version 3.1.1 or 5 (rumqttc),
+//!   persistent, QoS 1, manual acks.
+//! - [`gateway`]: the MQTT side (one session, persistent QoS 1, manual acks),
 //!   batching, one transaction per batch, acknowledgement after commit,
 //!   backoff while the database fails.
 //! - `early`: the early look — readings decoded and resolved as they
@@ -33,3 +35,4 @@ mod early;
 pub mod gateway;
 pub mod metrics;
 pub mod senml;
+pub mod session;

@@ -256,6 +256,10 @@ async fn start_ingest(
         port: endpoint.port,
         tls: config.mqtt_tls()?,
         shared_group: ingest.shared_group.clone(),
+        protocol: match config.mqtt.protocol {
+            crate::config::MqttProtocol::V311 => bedside_device_gateway::session::Protocol::V311,
+            crate::config::MqttProtocol::V5 => bedside_device_gateway::session::Protocol::V5,
+        },
         client_id: ingest.client_id.clone(),
         username: config.mqtt.username.clone(),
         password: secrets::gateway_password(config)?,

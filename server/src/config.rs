@@ -230,6 +230,22 @@ pub struct MqttConfig {
     /// For `mqtts://`: PEM certificates of the CA that signed the broker's
     /// certificate. Default: the Mozilla root programme (webpki-roots).
     pub ca_file: Option<PathBuf>,
+    /// The gateway's MQTT version: `"3.1.1"` or `"5"`. Default 3.1.1,
+    /// which every broker speaks; `ingest.shared_group` needs 5 (shared
+    /// subscriptions are an MQTT 5 feature).
+    pub protocol: MqttProtocol,
+}
+
+/// An MQTT version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MqttProtocol {
+    /// MQTT 3.1.1.
+    #[default]
+    #[serde(rename = "3.1.1")]
+    V311,
+    /// MQTT 5.
+    #[serde(rename = "5")]
+    V5,
 }
 
 impl Default for MqttConfig {
@@ -242,6 +258,7 @@ impl Default for MqttConfig {
             acl_file: None,
             broker_pid_file: None,
             ca_file: None,
+            protocol: MqttProtocol::V311,
         }
     }
 }
@@ -584,6 +601,10 @@ impl Config {
                     !group.is_empty() && !group.contains(['/', '+', '#']),
                     "ingest.shared_group must be a name without '/', '+' or '#'"
                 );
+                anyhow::ensure!(
+                    self.mqtt.protocol == MqttProtocol::V5,
+                    "ingest.shared_group needs mqtt.protocol = \"5\" (shared subscriptions are MQTT 5)"
+                );
             }
             self.mqtt_tls()?;
             anyhow::ensure!(
@@ -746,5 +767,18 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn a_shared_group_needs_mqtt_5() {
+        let mut config = Config::default();
+        config.ingest.shared_group = Some("bedside".into());
+        let refused = config.validate().unwrap_err().to_string();
+        assert!(refused.contains("mqtt.protocol"), "{refused}");
+        config.mqtt.protocol = MqttProtocol::V5;
+        config.validate().unwrap();
+        let parsed: MqttConfig = toml::from_str("protocol = \"5\"").unwrap();
+        assert_eq!(parsed.protocol, MqttProtocol::V5);
+        assert!(toml::from_str::<MqttConfig>("protocol = \"4\"").is_err());
     }
 }

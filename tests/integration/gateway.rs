@@ -8,6 +8,7 @@ use std::time::Duration;
 use bedside_device_gateway::gateway::{self, GatewaySettings, Health};
 use bedside_device_gateway::metrics::IngestMetrics;
 use bedside_device_gateway::senml::Limits;
+use bedside_device_gateway::session::Protocol;
 use bedside_records::domain::{BirthDate, BoundedText, DeviceKind, Mrn, Serial, Sex};
 use bedside_records::patients::{self, PatientDetails};
 use bedside_test_support::{
@@ -34,6 +35,7 @@ fn settings(port: u16, batch_messages: usize, batch_age: Duration) -> GatewaySet
         concurrent_batches: 2,
         tls: None,
         shared_group: None,
+        protocol: Protocol::V311,
         limits: Limits::default(),
         rejected_payload_bytes: 4096,
         metrics: IngestMetrics::register(&prometheus::Registry::new()),
@@ -428,6 +430,7 @@ async fn gateways_in_a_shared_group_split_the_stream_and_store_each_reading_once
     let broker = Broker::for_registry(&db, None).await;
     let group = |mut s: GatewaySettings| {
         s.shared_group = Some("bedside".into());
+        s.protocol = Protocol::V5;
         s
     };
     let first = group(settings(broker.port, 20, Duration::from_millis(20)));
@@ -549,5 +552,106 @@ async fn arriving_readings_reach_the_alert_engine_before_commit_with_their_curre
     .await
     .unwrap();
     assert_eq!(misattributed, 0);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn an_mqtt5_gateway_keeps_its_session_and_loses_nothing_while_away() {
+    let (db, _) = fresh_database().await;
+    let (device, packs) = ingest_fixture(&db, "GW-V5", 40).await;
+    let broker = Broker::for_registry(&db, None).await;
+    let mut v5 = settings(broker.port, 10, Duration::from_millis(20));
+    v5.protocol = Protocol::V5;
+    let (stop, handle, _) = start(&v5, &db);
+    deliver(&db, broker.port, &device, &packs[..20]).await;
+    stop.send(true).unwrap();
+    handle.await.unwrap();
+    // Away: the broker queues for the session (MQTT 5 sessions end at
+    // disconnect unless given an expiry; the gateway asks for none).
+    let topic = format!("bedside/v1/devices/{}/vitals", device.device.mqtt_username);
+    assert!(
+        publish_lines(
+            broker.port,
+            &device.device.mqtt_username,
+            &device.mqtt_password,
+            &topic,
+            &packs[20..]
+        )
+        .await
+    );
+    let (stop, handle, _) = start(&v5, &db);
+    wait_for("the packs sent while away", Duration::from_secs(20), || {
+        let db = db.clone();
+        async move { (count(&db, "SELECT count(*) FROM vitals").await == 40).then_some(()) }
+    })
+    .await;
+    stop.send(true).unwrap();
+    handle.await.unwrap();
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM vitals").await,
+        40,
+        "nothing twice"
+    );
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_broker_restart_loses_nothing_and_the_gateway_reconnects_by_itself() {
+    let (db, _) = fresh_database().await;
+    let (device, packs) = ingest_fixture(&db, "GW-RESTART", 60).await;
+    let mut broker = Broker::shipped(&db).await;
+    let settings = settings(broker.port, 10, Duration::from_millis(20));
+    let (stop, handle, health) = start(&settings, &db);
+    deliver(&db, broker.port, &device, &packs[..20]).await;
+    let (user, password) = (&device.device.mqtt_username, &device.mqtt_password);
+    let topic = format!("bedside/v1/devices/{user}/vitals");
+
+    // The gateway is away while devices publish; the broker restarts (as a
+    // service manager restarts it) with those readings queued for the
+    // gateway's persistent session.
+    stop.send(true).unwrap();
+    handle.await.unwrap();
+    assert!(publish_lines(broker.port, user, password, &topic, &packs[20..40]).await);
+    broker.restart().await;
+    let (stop, handle, health_again) = start(&settings, &db);
+    wait_for(
+        "the readings queued across the restart",
+        Duration::from_secs(20),
+        || {
+            let db = db.clone();
+            async move { (count(&db, "SELECT count(*) FROM vitals").await == 40).then_some(()) }
+        },
+    )
+    .await;
+    drop(health);
+
+    // The broker restarts under a connected gateway: it notices, reconnects
+    // with backoff by itself, and what devices send next is stored.
+    broker.restart().await;
+    wait_for("the gateway to reconnect", Duration::from_secs(30), || {
+        let (db, health, packs, topic) = (
+            db.clone(),
+            health_again.clone(),
+            packs.clone(),
+            topic.clone(),
+        );
+        let (user, password) = (user.clone(), password.clone());
+        let port = broker.port;
+        async move {
+            if !health.is_connected() {
+                return None;
+            }
+            assert!(publish_lines(port, &user, &password, &topic, &packs[40..]).await);
+            (count(&db, "SELECT count(*) FROM vitals").await == 60).then_some(())
+        }
+    })
+    .await;
+    stop.send(true).unwrap();
+    handle.await.unwrap();
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM vitals").await,
+        60,
+        "nothing lost, nothing twice"
+    );
     broker.stop().await;
 }

@@ -63,29 +63,10 @@ impl Broker {
             (tls_port, ca)
         });
         std::fs::write(&config, text).expect("write the broker config");
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start mosquitto (apt-get install -y mosquitto)");
-        let tls_port = tls.as_ref().map(|(p, _)| *p);
-        crate::wait_for(
-            "mosquitto to listen",
-            Duration::from_secs(10),
-            || async move {
-                for port in std::iter::once(port).chain(tls_port) {
-                    tokio::net::TcpStream::connect(("127.0.0.1", port))
-                        .await
-                        .ok()?;
-                }
-                Some(())
-            },
-        )
-        .await;
+        let ports: Vec<u16> = std::iter::once(port)
+            .chain(tls.as_ref().map(|(p, _)| *p))
+            .collect();
+        let child = Self::spawn_config(&config, &ports).await;
         Self {
             port,
             tls,
@@ -131,6 +112,97 @@ impl Broker {
         .await;
         broker._files = Some(files);
         broker
+    }
+
+    /// Starts Mosquitto from the configuration Bedside ships
+    /// (`deploy/mosquitto/mosquitto.conf.in`: persistence on, the in-flight
+    /// and queue limits the gateway relies on), with the registry's
+    /// password and ACL files, rendered the way `scripts/start.sh` renders it.
+    ///
+    /// # Panics
+    /// As [`Broker::for_registry`].
+    pub async fn shipped(db: &sqlx::PgPool) -> Self {
+        let data = tempfile::tempdir().expect("temporary directory");
+        let dir = data.path().join("mosquitto");
+        std::fs::create_dir_all(dir.join("db")).expect("broker directories");
+        let (passwd, acl) =
+            bedside_records::devices::broker_files(db, GATEWAY_USER, GATEWAY_PASSWORD)
+                .await
+                .expect("broker files from the registry");
+        std::fs::write(dir.join("passwd"), passwd).expect("write the password file");
+        std::fs::write(dir.join("acl"), acl).expect("write the ACL file");
+        let port = crate::free_port();
+        let template = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/mosquitto/mosquitto.conf.in"
+        ))
+        .expect("the shipped broker configuration");
+        // `user root` as in `start_with`: the test's files are root's own.
+        let config = format!(
+            "user root\n{}",
+            template
+                .replace("@DATA_DIR@", &data.path().display().to_string())
+                .replace("@PORT@", &port.to_string())
+                .replace("@BIND@", "127.0.0.1")
+        );
+        std::fs::write(dir.join("mosquitto.conf"), config).expect("write the broker config");
+        let child = Self::spawn_config(&dir.join("mosquitto.conf"), &[port]).await;
+        Self {
+            port,
+            tls: None,
+            child,
+            _dir: data,
+            _files: None,
+        }
+    }
+
+    /// Stops the broker the way a service manager does (SIGTERM: it saves
+    /// its persistence file on the way out) and starts it again from the
+    /// same configuration, on the same port. For [`Broker::shipped`].
+    ///
+    /// # Panics
+    /// When the broker does not stop or start within 10 s.
+    pub async fn restart(&mut self) {
+        let pid = self.child.id().expect("a running broker");
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await
+            .expect("kill");
+        assert!(status.success());
+        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("mosquitto stops within 10 s")
+            .expect("mosquitto's exit");
+        let config = self._dir.path().join("mosquitto").join("mosquitto.conf");
+        self.child = Self::spawn_config(&config, &[self.port]).await;
+    }
+
+    /// Runs Mosquitto with `config` until it listens on every one of `ports`.
+    async fn spawn_config(config: &Path, ports: &[u16]) -> Child {
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start mosquitto (apt-get install -y mosquitto)");
+        crate::wait_for(
+            "mosquitto to listen",
+            Duration::from_secs(10),
+            || async move {
+                for port in ports {
+                    tokio::net::TcpStream::connect(("127.0.0.1", *port))
+                        .await
+                        .ok()?;
+                }
+                Some(())
+            },
+        )
+        .await;
+        child
     }
 
     /// Stops the broker.

@@ -56,10 +56,14 @@ pub struct Maintenance {
     pub created: Vec<String>,
     /// Partitions dropped for retention.
     pub dropped: Vec<String>,
+    /// On TimescaleDB: the retention policy was set to the configured retention.
+    pub retention_policy_set: bool,
 }
 
 /// Ensures weekly partitions from `now - retention` to `now + ahead` and
-/// drops those wholly older than `now - retention`. Does nothing on TimescaleDB.
+/// drops those wholly older than `now - retention`. On TimescaleDB, which
+/// makes its chunks and drops old ones itself, it only keeps the retention
+/// policy at `retention` (the migration starts it at 365 days).
 ///
 /// # Errors
 /// When the database fails.
@@ -77,6 +81,7 @@ pub async fn maintain(
         .execute(db)
         .await?;
     if backend(db).await? == Backend::Timescale {
+        done.retention_policy_set = keep_retention_policy(db, retention).await?;
         return Ok(done);
     }
     let horizon = now - retention;
@@ -127,6 +132,37 @@ pub async fn maintain(
         );
     }
     Ok(done)
+}
+
+/// Sets TimescaleDB's retention policy on `vitals` to `retention` (whole
+/// days, as configured) unless it is already that; true when it changed.
+async fn keep_retention_policy(db: &PgPool, retention: Duration) -> crate::Result<bool> {
+    let days = i32::try_from(retention.num_days()).unwrap_or(i32::MAX);
+    let current: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM timescaledb_information.jobs
+                        WHERE proc_name = 'policy_retention' AND hypertable_name = 'vitals'
+                          AND (config->>'drop_after')::interval = make_interval(days => $1))",
+    )
+    .bind(days)
+    .fetch_one(db)
+    .await?;
+    if current {
+        return Ok(false);
+    }
+    let mut tx = db.begin().await?;
+    sqlx::query("SELECT remove_retention_policy('vitals', if_exists => true)")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SELECT add_retention_policy('vitals', drop_after => make_interval(days => $1))")
+        .bind(days)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    tracing::info!(
+        retention_days = retention.num_days(),
+        "vitals retention policy set"
+    );
+    Ok(true)
 }
 
 #[cfg(test)]

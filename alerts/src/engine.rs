@@ -140,8 +140,14 @@ const IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
 /// What the engine holds of one patient between readings.
 #[derive(Debug)]
 struct PatientInputs {
-    /// The newest reading of each metric seen (stored or arriving).
+    /// The newest reading of each metric seen (stored or arriving): what
+    /// alerts are judged on.
     latest: BTreeMap<Metric, (DateTime<Utc>, f64)>,
+    /// The newest stored reading of each metric: what the published NEWS2
+    /// is scored on (the live hub shows only what the database holds).
+    stored: BTreeMap<Metric, (DateTime<Utc>, f64)>,
+    /// The NEWS2 last published for the patient.
+    published: Option<news2::Score>,
     /// Threshold overrides by metric (low, high).
     overrides: BTreeMap<Metric, (Option<f64>, Option<f64>)>,
     /// The patient's SpO2 scale.
@@ -152,6 +158,35 @@ struct PatientInputs {
     reload_at: std::time::Instant,
     /// When a reading last came.
     used: std::time::Instant,
+}
+
+/// Where readings come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Decoded on arrival, before their batch commits (the early look).
+    Arrived,
+    /// Committed to the store.
+    Stored,
+}
+
+/// A patient's NEWS2 after stored readings changed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct News2Update {
+    /// Whose.
+    pub patient: Uuid,
+    /// The score.
+    pub score: news2::Score,
+    /// The SpO2 scale it used.
+    pub spo2_scale: SpO2Scale,
+}
+
+/// What one evaluation did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Evaluation {
+    /// Committed alert transitions, in order.
+    pub transitions: Vec<Transition>,
+    /// Patients whose NEWS2 changed (stored readings only), for the live feeds.
+    pub news2: Vec<News2Update>,
 }
 
 /// The alert engine's evaluator: thresholds and NEWS2 on every reading,
@@ -200,7 +235,8 @@ impl Evaluator {
     }
 
     /// Evaluates thresholds and NEWS2 for the patients of `readings` and
-    /// commits the transitions in one transaction; returns them in order.
+    /// commits the transitions in one transaction; returns them in order,
+    /// and for stored readings, the patients whose NEWS2 changed.
     ///
     /// # Errors
     /// When the database fails (nothing is then changed, and the patients
@@ -209,7 +245,8 @@ impl Evaluator {
         &mut self,
         db: &PgPool,
         readings: &[NewReading],
-    ) -> bedside_vitals_store::Result<Vec<Transition>> {
+        source: Source,
+    ) -> bedside_vitals_store::Result<Evaluation> {
         let now = Utc::now();
         let clock = std::time::Instant::now();
         if clock.duration_since(self.swept) > IDLE_AFTER / 10 {
@@ -243,9 +280,9 @@ impl Evaluator {
         for r in readings {
             if let Some(held) = self.patients.get_mut(&r.patient_id) {
                 held.used = clock;
-                let slot = held.latest.entry(r.metric).or_insert((r.time, r.value));
-                if r.time > slot.0 {
-                    *slot = (r.time, r.value);
+                keep_newest(&mut held.latest, r.metric, r.time, r.value);
+                if source == Source::Stored {
+                    keep_newest(&mut held.stored, r.metric, r.time, r.value);
                 }
             }
         }
@@ -298,7 +335,27 @@ impl Evaluator {
                 (Some(_), None) => {}
             }
         }
-        Ok(transitions)
+        let mut news2 = Vec::new();
+        if source == Source::Stored {
+            for (patient, metrics) in &touched {
+                if !metrics.iter().any(|m| NEWS2_INPUTS.contains(m)) {
+                    continue;
+                }
+                let Some(held) = self.patients.get_mut(patient) else {
+                    continue;
+                };
+                let score = self.settings.score(&held.stored, held.scale, now);
+                if held.published.as_ref() != Some(&score) {
+                    held.published = Some(score.clone());
+                    news2.push(News2Update {
+                        patient: *patient,
+                        score,
+                        spo2_scale: held.scale,
+                    });
+                }
+            }
+        }
+        Ok(Evaluation { transitions, news2 })
     }
 
     /// Reads the inputs of `patients` (new, or held too long), keeping any
@@ -323,6 +380,8 @@ impl Evaluator {
             let spread = RELOAD_AFTER.mul_f64((patient.as_u128() % 1000) as f64 / 1000.0);
             let mut held = PatientInputs {
                 latest: BTreeMap::new(),
+                stored: BTreeMap::new(),
+                published: None,
                 overrides: BTreeMap::new(),
                 scale: SpO2Scale::Scale1,
                 live: BTreeMap::new(),
@@ -331,12 +390,12 @@ impl Evaluator {
             };
             if let Some(previous) = self.patients.remove(patient) {
                 held.latest = previous.latest;
+                held.stored = previous.stored;
+                held.published = previous.published;
             }
             for l in latest.get(patient).map(Vec::as_slice).unwrap_or_default() {
-                let slot = held.latest.entry(l.metric).or_insert((l.time, l.value));
-                if l.time > slot.0 {
-                    *slot = (l.time, l.value);
-                }
+                keep_newest(&mut held.latest, l.metric, l.time, l.value);
+                keep_newest(&mut held.stored, l.metric, l.time, l.value);
             }
             self.patients.insert(*patient, held);
         }
@@ -411,18 +470,7 @@ impl Evaluator {
             );
         }
         if metrics.iter().any(|m| NEWS2_INPUTS.contains(m)) {
-            let fresh_since = now - self.settings.news2_freshness;
-            let latest: Vec<queries::Latest> = held
-                .latest
-                .iter()
-                .filter(|(_, (time, _))| *time >= fresh_since)
-                .map(|(metric, (time, value))| queries::Latest {
-                    metric: *metric,
-                    time: *time,
-                    value: *value,
-                })
-                .collect();
-            let score = news2::score(&observations(&latest), held.scale);
+            let score = self.settings.score(&held.latest, held.scale, now);
             let detail = serde_json::json!({
                 "news2": score.total, "band": score.band, "missing": score.missing,
                 "parameters": score.parameters, "spo2_scale": held.scale.number(),
@@ -433,9 +481,9 @@ impl Evaluator {
     }
 }
 
-/// Evaluates thresholds and NEWS2 for the patients of `readings` with
-/// nothing held beforehand (everything read from the database), and
-/// commits the transitions; returns them in order.
+/// Evaluates thresholds and NEWS2 for the stored `readings` with nothing
+/// held beforehand (everything read from the database), and commits the
+/// transitions; returns them in order.
 ///
 /// # Errors
 /// When the database fails (nothing is then changed).
@@ -444,7 +492,45 @@ pub async fn on_readings(
     settings: &EngineSettings,
     readings: &[NewReading],
 ) -> bedside_vitals_store::Result<Vec<Transition>> {
-    Evaluator::new(*settings).evaluate(db, readings).await
+    Ok(Evaluator::new(*settings)
+        .evaluate(db, readings, Source::Stored)
+        .await?
+        .transitions)
+}
+
+/// Keeps the newer of a held value and `(time, value)`.
+fn keep_newest(
+    held: &mut BTreeMap<Metric, (DateTime<Utc>, f64)>,
+    metric: Metric,
+    time: DateTime<Utc>,
+    value: f64,
+) {
+    let slot = held.entry(metric).or_insert((time, value));
+    if time > slot.0 {
+        *slot = (time, value);
+    }
+}
+
+impl EngineSettings {
+    /// NEWS2 from each parameter's newest value within the freshness window.
+    fn score(
+        &self,
+        values: &BTreeMap<Metric, (DateTime<Utc>, f64)>,
+        scale: SpO2Scale,
+        now: DateTime<Utc>,
+    ) -> news2::Score {
+        let fresh_since = now - self.news2_freshness;
+        let latest: Vec<queries::Latest> = values
+            .iter()
+            .filter(|(_, (time, _))| *time >= fresh_since)
+            .map(|(metric, (time, value))| queries::Latest {
+                metric: *metric,
+                time: *time,
+                value: *value,
+            })
+            .collect();
+        news2::score(&observations(&latest), scale)
+    }
 }
 
 /// Applies device liveness changes: `offline:<device>` alerts (low

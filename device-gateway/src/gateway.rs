@@ -482,6 +482,7 @@ async fn commit(
     let mut readings = Vec::new();
     let mut refusals: Vec<Rejected<'_>> = Vec::new();
     let mut announced: Vec<(Uuid, bool)> = Vec::new();
+    let mut batteries: Vec<(Uuid, f64, DateTime<Utc>)> = Vec::new();
     for message in batch {
         let payload = &message.payload[..];
         let kept = &payload[..payload.len().min(settings.rejected_payload_bytes)];
@@ -494,6 +495,7 @@ async fn commit(
         );
         readings.extend(said.readings);
         announced.extend(said.announced);
+        batteries.extend(said.battery.map(|(d, b)| (d, b.percent, b.time)));
         refusals.extend(said.refusals.into_iter().map(|r| Rejected {
             device_id: r.device_id,
             topic: &message.topic,
@@ -527,6 +529,9 @@ async fn commit(
         .into_iter()
         .map(|d| (d, true))
         .collect();
+    liveness::battery(&mut *tx, &batteries)
+        .await
+        .map_err(into_sqlx)?;
     for (device, online) in announced {
         if !periods.contains_key(&device) {
             continue; // not a registered device
@@ -597,6 +602,8 @@ pub(crate) struct Interpreted {
     pub(crate) refusals: Vec<Refusal>,
     /// A status message: the device and whether it says it is online.
     pub(crate) announced: Option<(Uuid, bool)>,
+    /// The device's battery level, when the pack reported one.
+    pub(crate) battery: Option<(Uuid, senml::Battery)>,
 }
 
 /// Decodes one message and resolves each reading's patient from the
@@ -658,6 +665,7 @@ pub(crate) fn interpret(
             return out;
         }
     };
+    out.battery = decoded.battery.map(|b| (device, b));
     for rejection in decoded.rejections {
         refuse(
             Some(device),

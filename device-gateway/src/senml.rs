@@ -91,6 +91,17 @@ pub struct Reading {
     pub time: DateTime<Utc>,
 }
 
+/// A device's own battery level (not a reading of the patient): a record
+/// named `battery` or `battery_level`, in `%EL` (RFC 8428's "percentage,
+/// remaining battery energy level"), `%`, or `/` (a ratio, 0–1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Battery {
+    /// Remaining charge, 0–100 %.
+    pub percent: f64,
+    /// When it was measured.
+    pub time: DateTime<Utc>,
+}
+
 /// Why a record (or a pack) was refused. A bounded set: these are metric labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {
@@ -186,6 +197,8 @@ pub struct Decoded {
     pub readings: Vec<Reading>,
     /// The refused records.
     pub rejections: Vec<Rejection>,
+    /// The newest battery level in the pack, if it reported one.
+    pub battery: Option<Battery>,
 }
 
 /// A field value as either encoding carries it.
@@ -473,7 +486,24 @@ fn resolve(
             // A record of base fields only (e.g. the first of a pack) carries no reading.
             continue;
         }
-        match reading(&base, &record, received_at, limits) {
+        let name = match record_name(&base, &record) {
+            Ok(name) => name,
+            Err((reason, detail)) => {
+                out.rejections.push(reject(reason, detail));
+                continue;
+            }
+        };
+        if is_battery(&name) {
+            match battery(&base, &record, received_at, limits) {
+                Ok(b) if out.battery.is_none_or(|held| b.time >= held.time) => {
+                    out.battery = Some(b);
+                }
+                Ok(_) => {}
+                Err((reason, detail)) => out.rejections.push(reject(reason, detail)),
+            }
+            continue;
+        }
+        match reading(&name, &base, &record, received_at, limits) {
             Ok(r) => out.readings.push(r),
             Err((reason, detail)) => out.rejections.push(reject(reason, detail)),
         }
@@ -527,12 +557,8 @@ fn consciousness_code(text: &str) -> Option<f64> {
 
 type Refusal = (Reason, String);
 
-fn reading(
-    base: &Base,
-    record: &RawRecord,
-    received_at: DateTime<Utc>,
-    limits: &Limits,
-) -> Result<Reading, Refusal> {
+/// A record's resolved name: the base name followed by its own.
+fn record_name(base: &Base, record: &RawRecord) -> Result<String, Refusal> {
     let name = match record.get("n") {
         None => base.name.clone(),
         Some(Field::Text(n)) => format!("{}{n}", base.name),
@@ -541,8 +567,65 @@ fn reading(
     if name.is_empty() {
         return Err((Reason::MissingName, "no name and no base name".into()));
     }
-    let metric = metric_for(&name)
-        .ok_or_else(|| (Reason::UnknownMetric, format!("name {}", truncate(&name))))?;
+    Ok(name)
+}
+
+/// Whether a resolved name is the device's battery level.
+fn is_battery(name: &str) -> bool {
+    matches!(
+        name.rsplit([':', '/']).next(),
+        Some("battery" | "battery_level")
+    )
+}
+
+/// A battery record.
+fn battery(
+    base: &Base,
+    record: &RawRecord,
+    received_at: DateTime<Utc>,
+    limits: &Limits,
+) -> Result<Battery, Refusal> {
+    let value = match record.get("v") {
+        Some(Field::Number(v)) => base.value + v,
+        Some(_) => return Err((Reason::WrongType, "v has the wrong type".into())),
+        None => return Err((Reason::MissingValue, "battery needs a numeric v".into())),
+    };
+    let unit = match record.get("u") {
+        None => base.unit.clone(),
+        Some(Field::Text(u)) => Some(u.clone()),
+        Some(_) => return Err((Reason::WrongType, "u has the wrong type".into())),
+    };
+    let percent = match unit.as_deref() {
+        None | Some("%EL" | "%") => value,
+        Some("/") => value * 100.0,
+        Some(other) => {
+            return Err((
+                Reason::UnknownUnit,
+                format!("unit {} for battery", truncate(other)),
+            ));
+        }
+    };
+    if !percent.is_finite() {
+        return Err((Reason::NotFinite, "battery is not a finite number".into()));
+    }
+    if !(0.0..=100.0).contains(&percent) {
+        return Err((Reason::Implausible, "battery outside 0–100 %".into()));
+    }
+    Ok(Battery {
+        percent,
+        time: record_time(base, record, received_at, limits)?,
+    })
+}
+
+fn reading(
+    name: &str,
+    base: &Base,
+    record: &RawRecord,
+    received_at: DateTime<Utc>,
+    limits: &Limits,
+) -> Result<Reading, Refusal> {
+    let metric = metric_for(name)
+        .ok_or_else(|| (Reason::UnknownMetric, format!("name {}", truncate(name))))?;
     let unit = match record.get("u") {
         None => base.unit.clone(),
         Some(Field::Text(u)) => Some(u.clone()),
@@ -573,6 +656,21 @@ fn reading(
             ValueError::NotFinite => (Reason::NotFinite, e.to_string()),
             ValueError::Implausible { .. } => (Reason::Implausible, e.to_string()),
         })?;
+    let time = record_time(base, record, received_at, limits)?;
+    Ok(Reading {
+        metric,
+        value,
+        time,
+    })
+}
+
+/// A record's time (base time plus its own), within the limits.
+fn record_time(
+    base: &Base,
+    record: &RawRecord,
+    received_at: DateTime<Utc>,
+    limits: &Limits,
+) -> Result<DateTime<Utc>, Refusal> {
     let time = match record.get("t") {
         None => base.time,
         Some(Field::Number(t)) => base.time + t,
@@ -592,11 +690,7 @@ fn reading(
             format!("{} days old", (received_at - time).num_days()),
         ));
     }
-    Ok(Reading {
-        metric,
-        value,
-        time,
-    })
+    Ok(time)
 }
 
 /// Absolute SenML time (seconds since the epoch, or relative to now below 2^28)

@@ -337,7 +337,7 @@ async fn alert_engine(
     mut arrived: tokio::sync::mpsc::Receiver<Vec<bedside_vitals_store::store::NewReading>>,
     metrics: EngineMetrics,
 ) {
-    use bedside_alerts::engine::{EngineSettings, Evaluator};
+    use bedside_alerts::engine::{EngineSettings, Evaluator, Source};
     use bedside_signaling::live::LiveEvent;
     use bedside_vitals_store::changes;
     let mut evaluator = Evaluator::new(EngineSettings::default());
@@ -346,7 +346,7 @@ async fn alert_engine(
     loop {
         // Biased: what to forget applies before the next evaluation, and
         // committed batches (which the gateway waits on) before early looks.
-        let (readings, liveness, path) = tokio::select! {
+        let (readings, liveness, source) = tokio::select! {
             biased;
             Some(order) = forget.recv() => {
                 evaluator.forget(order);
@@ -362,7 +362,7 @@ async fn alert_engine(
                         value: r.value,
                         time: r.time,
                     }));
-                (batch.readings, batch.liveness, "committed")
+                (batch.readings, batch.liveness, Source::Stored)
             }
             readings = arrived.recv(), if arriving => {
                 let Some(mut readings) = readings else {
@@ -376,17 +376,31 @@ async fn alert_engine(
                         Err(_) => break,
                     }
                 }
-                (readings, Vec::new(), "arrived")
+                (readings, Vec::new(), Source::Arrived)
             }
         };
         let started = std::time::Instant::now();
+        let path = match source {
+            Source::Arrived => "arrived",
+            Source::Stored => "committed",
+        };
         let evaluated = async {
-            let mut transitions = evaluator.evaluate(state.db(), &readings).await?;
-            transitions.extend(bedside_alerts::engine::on_liveness(state.db(), &liveness).await?);
-            Ok::<_, bedside_vitals_store::StoreError>(transitions)
+            let mut evaluation = evaluator.evaluate(state.db(), &readings, source).await?;
+            evaluation
+                .transitions
+                .extend(bedside_alerts::engine::on_liveness(state.db(), &liveness).await?);
+            Ok::<_, bedside_vitals_store::StoreError>(evaluation)
         };
         match evaluated.await {
-            Ok(transitions) => {
+            Ok(evaluation) => {
+                let transitions = evaluation.transitions;
+                state
+                    .live()
+                    .publish_all(evaluation.news2.into_iter().map(|n| LiveEvent::News2 {
+                        patient: n.patient,
+                        score: std::sync::Arc::new(n.score),
+                        spo2_scale: n.spo2_scale.number(),
+                    }));
                 let outcome = if transitions.is_empty() {
                     "unchanged"
                 } else {

@@ -19,6 +19,7 @@
 //!    patient then sees the `acknowledged` event.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -131,6 +132,19 @@ pub enum ServerMessage {
         /// When measured.
         time: DateTime<Utc>,
     },
+    /// A patient's NEWS2 changed (scored on stored readings; coalesced).
+    News2 {
+        /// Whose.
+        patient_id: Uuid,
+        /// Sum of the parameters observed.
+        total: u8,
+        /// `low`, `low_medium`, `medium` or `high`.
+        band: bedside_alerts::news2::RiskBand,
+        /// Parameters with no reading in the freshness window.
+        missing: Vec<bedside_alerts::news2::Parameter>,
+        /// The SpO2 scale used (1 or 2).
+        spo2_scale: i16,
+    },
     /// A committed alert transition.
     Alert {
         /// Its sequence number.
@@ -148,6 +162,9 @@ pub enum ServerMessage {
         code: &'static str,
         /// Human-readable.
         message: String,
+        /// The alert an `ack_alert` named, when the refusal is about it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        alert_id: Option<Uuid>,
     },
 }
 
@@ -170,6 +187,8 @@ struct Feed {
     /// Which patients the hub routes to this feed (set once authenticated).
     watcher: Option<Watcher>,
     pending_samples: BTreeMap<(Uuid, Metric), (f64, DateTime<Utc>)>,
+    /// NEWS2 changes not yet sent, by patient (a newer one supersedes).
+    pending_news2: BTreeMap<Uuid, (Arc<bedside_alerts::news2::Score>, i16)>,
     last_seq: i64,
 }
 
@@ -188,6 +207,7 @@ impl Feed {
             patients: BTreeSet::new(),
             watcher: None,
             pending_samples: BTreeMap::new(),
+            pending_news2: BTreeMap::new(),
             last_seq: 0,
         }
     }
@@ -211,6 +231,18 @@ impl Feed {
         self.send(&ServerMessage::Error {
             code,
             message: message.into(),
+            alert_id: None,
+        })
+        .await
+    }
+
+    /// A refused `ack_alert`, naming the alert so a client with several
+    /// acknowledgements in flight knows which one failed.
+    async fn ack_error(&mut self, alert_id: Uuid, code: &'static str, message: &str) -> bool {
+        self.send(&ServerMessage::Error {
+            code,
+            message: message.into(),
+            alert_id: Some(alert_id),
         })
         .await
     }
@@ -541,6 +573,15 @@ impl Feed {
                     .insert((*patient, *metric), (*value, *time));
                 true
             }
+            LiveEvent::News2 {
+                patient,
+                score,
+                spo2_scale,
+            } => {
+                self.pending_news2
+                    .insert(*patient, (score.clone(), *spo2_scale));
+                true
+            }
             LiveEvent::Alert(t) if t.event.seq > self.last_seq => {
                 self.send_alert(&t.event, &t.alert).await
             }
@@ -576,13 +617,26 @@ impl Feed {
                 return Flow::Close("send_failed");
             }
         }
+        let pending = std::mem::take(&mut self.pending_news2);
+        for (patient_id, (score, spo2_scale)) in pending {
+            let message = ServerMessage::News2 {
+                patient_id,
+                total: score.total,
+                band: score.band,
+                missing: score.missing.clone(),
+                spo2_scale,
+            };
+            if !self.send(&message).await {
+                return Flow::Close("send_failed");
+            }
+        }
         Flow::Continue
     }
 
     async fn acknowledge(&mut self, alert_id: Uuid) -> bool {
         let caller = self.caller.expect("authenticated");
         let Ok(Some(alert)) = alert_store::get(self.state.db(), alert_id).await else {
-            return self.error("not_found", "no such alert").await;
+            return self.ack_error(alert_id, "not_found", "no such alert").await;
         };
         let allowed = decide(
             &self.state,
@@ -604,11 +658,11 @@ impl Feed {
         .await;
         if !allowed {
             return self
-                .error("forbidden", "you may not acknowledge this alert")
+                .ack_error(alert_id, "forbidden", "you may not acknowledge this alert")
                 .await;
         }
         let Some(user) = caller.user() else {
-            return self.error("forbidden", "staff only").await;
+            return self.ack_error(alert_id, "forbidden", "staff only").await;
         };
         match alert_store::acknowledge(self.state.db(), alert_id, user.0).await {
             Ok(Some(transition)) => {
@@ -617,14 +671,16 @@ impl Feed {
                 true
             }
             Ok(None) => {
-                self.error(
+                self.ack_error(
+                    alert_id,
                     "not_open",
                     "the alert is not open (already acknowledged or resolved)",
                 )
                 .await
             }
             Err(_) => {
-                self.error(
+                self.ack_error(
+                    alert_id,
                     "unavailable",
                     "the alert could not be acknowledged; try again",
                 )

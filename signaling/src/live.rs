@@ -39,6 +39,15 @@ pub enum LiveEvent {
     /// An alert changed (and the change is committed): the alert as it
     /// stands after the transition, and the numbered event.
     Alert(Arc<Transition>),
+    /// A patient's NEWS2 changed, scored on stored readings.
+    News2 {
+        /// Whose.
+        patient: Uuid,
+        /// The score.
+        score: Arc<bedside_alerts::news2::Score>,
+        /// The SpO2 scale it used (1 or 2).
+        spo2_scale: i16,
+    },
 }
 
 impl LiveEvent {
@@ -50,7 +59,7 @@ impl LiveEvent {
     /// The patient concerned.
     pub fn patient(&self) -> Uuid {
         match self {
-            LiveEvent::Sample { patient, .. } => *patient,
+            LiveEvent::Sample { patient, .. } | LiveEvent::News2 { patient, .. } => *patient,
             LiveEvent::Alert(transition) => transition.alert.patient_id,
         }
     }

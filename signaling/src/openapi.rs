@@ -44,7 +44,7 @@ impl Modify for BearerAuth {
         notes::list_for_appointment, notes::create, notes::update, notes::sign, notes::amend,
         audit::list,
         vitals::latest, vitals::history, vitals::news2_now, vitals::alerts, vitals::acknowledge, vitals::thresholds,
-        vitals::set_threshold, vitals::news2_settings, vitals::set_news2_settings,
+        vitals::set_threshold, vitals::news2_settings, vitals::set_news2_settings, vitals::device_status,
     ),
     components(schemas(crate::error::ErrorBody)),
     modifiers(&BearerAuth),

@@ -370,9 +370,10 @@ async fn a_long_lived_evaluator_follows_a_clinicians_threshold_and_spo2_scale_at
         at -= 1;
         let readings = store_readings(&db, patient, device, values, at).await;
         evaluator
-            .evaluate(&db, &readings)
+            .evaluate(&db, &readings, engine::Source::Stored)
             .await
             .unwrap()
+            .transitions
             .into_iter()
             .map(|t| (t.alert.rule, t.event.kind))
             .collect::<Vec<_>>()

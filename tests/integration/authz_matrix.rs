@@ -200,6 +200,12 @@ fn matrix() -> Vec<Route> {
         route(Method::GET, "/api/v1/patients/{id}/alerts", record_a, true),
         route(
             Method::GET,
+            "/api/v1/patients/{id}/devices/status",
+            record_a,
+            true,
+        ),
+        route(
+            Method::GET,
             "/api/v1/patients/{id}/thresholds",
             record_a,
             true,

@@ -115,31 +115,40 @@ async fn a_published_reading_and_its_alert_reach_the_clinicians_feed() {
     // SpO2 85 %: stored, then a sample and an alert on the feed.
     let user = device.device.mqtt_username.clone();
     let topic = format!("bedside/v1/devices/{user}/vitals");
-    assert!(
-        publish(
-            broker.port,
-            &user,
-            &device.mqtt_password,
-            &topic,
-            r#"[{"n":"spo2","u":"%","v":85}]"#
-        )
-        .await
-    );
-    // Alerts go out at once, samples on the next coalescing tick: take both
-    // in whatever order they come.
-    let (mut sample, mut alert) = (None, None);
-    while sample.is_none() || alert.is_none() {
-        let m = next(&mut feed, "the sample and the alert", |m| {
-            m["type"] == "sample" || m["type"] == "alert"
+    let from_the_oximeter = |pack: &'static str| {
+        let (user, password, topic) = (user.clone(), device.mqtt_password.clone(), topic.clone());
+        async move { publish(broker.port, &user, &password, &topic, pack).await }
+    };
+    assert!(from_the_oximeter(r#"[{"n":"spo2","u":"%","v":85}]"#).await);
+    // Alerts go out at once, samples and NEWS2 on the next coalescing tick:
+    // take all three in whatever order they come.
+    let (mut sample, mut alert, mut news2) = (None, None, None);
+    while sample.is_none() || alert.is_none() || news2.is_none() {
+        let m = next(&mut feed, "the sample, the alert and the NEWS2", |m| {
+            m["type"] == "sample" || m["type"] == "alert" || m["type"] == "news2"
         })
         .await;
         if m["type"] == "sample" {
             sample = Some(m);
+        } else if m["type"] == "news2" {
+            news2 = Some(m);
         } else if m["alert"]["rule"] == "threshold:spo2" {
             alert = Some(m);
         }
     }
-    let (sample, alert) = (sample.unwrap(), alert.unwrap());
+    let (sample, alert, news2) = (sample.unwrap(), alert.unwrap(), news2.unwrap());
+    // SpO2 85 % scores 3 on scale 1, a red parameter: the low–medium band,
+    // partial (only SpO2 measured).
+    assert_eq!(news2["patient_id"], json!(w.patient_a));
+    assert_eq!(
+        (
+            news2["total"].as_u64(),
+            news2["band"].as_str(),
+            news2["spo2_scale"].as_i64()
+        ),
+        (Some(3), Some("low_medium"), Some(1))
+    );
+    assert!(news2["missing"].as_array().unwrap().len() >= 5, "{news2}");
     assert_eq!(
         (sample["metric"].as_str(), sample["value"].as_f64()),
         (Some("spo2"), Some(85.0))
@@ -151,6 +160,36 @@ async fn a_published_reading_and_its_alert_reach_the_clinicians_feed() {
         .await
         .unwrap();
     assert!(stored >= 1, "the alert was committed before it was sent");
+
+    // The oximeter reports its battery: the patient's device status shows
+    // it online with its level (the battery is no vital sign: no sample).
+    assert!(from_the_oximeter(r#"[{"n":"battery","u":"%EL","v":64}]"#).await);
+    let path = format!("/api/v1/patients/{}/devices/status", w.patient_a);
+    let oximeter = bedside_test_support::wait_for(
+        "the battery level in the device status",
+        Duration::from_secs(20),
+        || {
+            let (app, path, token) = (&app, path.clone(), w.clinician_a.token.clone());
+            async move {
+                let devices: Value =
+                    crate::support::send(app, reqwest::Method::GET, &path, Some(&token), None)
+                        .await
+                        .json()
+                        .await
+                        .ok()?;
+                devices
+                    .as_array()?
+                    .iter()
+                    .find(|d| d["serial"] == "OX-FEED" && d["battery_percent"] == json!(64.0))
+                    .cloned()
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        (&oximeter["kind"], &oximeter["online"]),
+        (&json!("pulse_oximeter"), &json!(true))
+    );
 
     // A second clinician tab watching the same patient sees the acknowledgement.
     let mut second = connect(&app).await;
@@ -186,6 +225,17 @@ async fn a_published_reading_and_its_alert_reach_the_clinicians_feed() {
     })
     .await;
     assert_eq!(acked["alert"]["acknowledged_by"], json!(w.clinician_a.user));
+    // Acknowledging it again is refused, naming the alert.
+    say(
+        &mut second,
+        json!({"type": "ack_alert", "alert_id": alert["alert"]["id"]}),
+    )
+    .await;
+    let refused = next(&mut second, "the refusal", |m| m["type"] == "error").await;
+    assert_eq!(
+        (&refused["code"], &refused["alert_id"]),
+        (&json!("not_open"), &alert["alert"]["id"])
+    );
 
     // Reconnecting with the last sequence number replays what was missed.
     let seq = alert["seq"].as_i64().unwrap();

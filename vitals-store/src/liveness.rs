@@ -17,6 +17,10 @@ pub struct DeviceStatus {
     pub last_seen: DateTime<Utc>,
     /// When `online` last changed.
     pub changed_at: DateTime<Utc>,
+    /// The battery level it last reported, 0–100 %.
+    pub battery_percent: Option<f32>,
+    /// When that level was measured.
+    pub battery_at: Option<DateTime<Utc>>,
 }
 
 /// How stale `last_seen` may be for a device that is online: between this
@@ -96,6 +100,35 @@ pub async fn announce(
     Ok(changed.unwrap_or(false))
 }
 
+/// Records battery levels as (device, percent, measured at); an older
+/// level than the one held is ignored. Devices must have a status row
+/// already (a message from them was [`seen`] first).
+///
+/// # Errors
+/// When the database fails.
+pub async fn battery(
+    db: impl sqlx::PgExecutor<'_>,
+    levels: &[(Uuid, f64, DateTime<Utc>)],
+) -> crate::Result<()> {
+    if levels.is_empty() {
+        return Ok(());
+    }
+    let devices: Vec<Uuid> = levels.iter().map(|l| l.0).collect();
+    let percents: Vec<f32> = levels.iter().map(|l| l.1 as f32).collect();
+    let times: Vec<DateTime<Utc>> = levels.iter().map(|l| l.2).collect();
+    sqlx::query(
+        "UPDATE device_status s SET battery_percent = l.percent, battery_at = l.at
+         FROM unnest($1::uuid[], $2::real[], $3::timestamptz[]) AS l(device_id, percent, at)
+         WHERE s.device_id = l.device_id AND (s.battery_at IS NULL OR s.battery_at < l.at)",
+    )
+    .bind(devices)
+    .bind(percents)
+    .bind(times)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// Marks online devices silent since before `cutoff` as offline and returns them.
 ///
 /// # Errors
@@ -116,7 +149,8 @@ pub async fn expire_silent(db: &PgPool, cutoff: DateTime<Utc>) -> crate::Result<
 /// When the database fails.
 pub async fn of(db: &PgPool, devices: &[Uuid]) -> crate::Result<Vec<DeviceStatus>> {
     Ok(sqlx::query_as::<_, DeviceStatus>(
-        "SELECT device_id, online, last_seen, changed_at FROM device_status WHERE device_id = ANY($1)",
+        "SELECT device_id, online, last_seen, changed_at, battery_percent, battery_at
+         FROM device_status WHERE device_id = ANY($1)",
     )
     .bind(devices)
     .fetch_all(db)

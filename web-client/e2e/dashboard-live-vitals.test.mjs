@@ -294,9 +294,11 @@ describe('live vitals dashboard over a real broker', { timeout: 300_000 }, () =>
       window.__e2eSamePage = 'yes';
     });
 
-    // (h) Heart rate 72 over MQTT → the tile shows it.
-    publish([{ n: 'heart_rate', u: '/min', v: 72 }]);
+    // (h) Heart rate 72 over MQTT → the tile shows it; the oximeter, heard
+    // from for the first time with its battery level, shows online.
+    publish([{ n: 'heart_rate', u: '/min', v: 72 }, { n: 'battery', u: '%EL', v: 64 }]);
     await expectText(tile.getByTestId('value-heart_rate'), /^72$/);
+    await expectText(tile.getByTestId('device'), /Pulse oximeter · online · seen (just now|\d+ s ago) · battery 64 %/);
     await expectText(tile.locator('[data-metric="heart_rate"]'), '/min');
     await expectText(tile.locator('[data-metric="heart_rate"] time'), /just now|s ago/);
 

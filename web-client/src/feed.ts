@@ -30,6 +30,15 @@ export interface SampleMessage {
   time: string;
 }
 
+export interface News2Message {
+  type: 'news2';
+  patient_id: string;
+  total: number;
+  band: 'low' | 'low_medium' | 'medium' | 'high';
+  missing: string[];
+  spo2_scale: 1 | 2;
+}
+
 export interface AlertMessage {
   type: 'alert';
   seq: number;
@@ -41,6 +50,8 @@ export interface FeedError {
   type: 'error';
   code: string;
   message: string;
+  /** Set when an `ack_alert` was refused: the alert it named. */
+  alert_id?: string;
 }
 
 export interface FeedHandlers {
@@ -49,6 +60,8 @@ export interface FeedHandlers {
   /** The state of the subscribed patients; `resumed` when it follows a reconnect. */
   snapshot?: (m: SnapshotMessage, resumed: boolean) => void;
   sample?: (m: SampleMessage) => void;
+  /** A patient's NEWS2 changed (scored on stored readings). */
+  news2?: (m: News2Message) => void;
   /** An alert transition (live, or replayed after a reconnect with the alert's current state). */
   alert?: (m: AlertMessage, replayed: boolean) => void;
   /** An error message that does not close the feed (forbidden, not_open, …). */
@@ -234,6 +247,9 @@ export class LiveFeed {
       }
       case 'sample':
         this.handlers.sample?.(m as unknown as SampleMessage);
+        break;
+      case 'news2':
+        this.handlers.news2?.(m as unknown as News2Message);
         break;
       case 'alert': {
         const a = m as unknown as AlertMessage;

@@ -212,6 +212,18 @@ export interface News2 {
   spo2_scale: 1 | 2;
 }
 
+/** One of a patient's current devices and how it is doing. */
+export interface DeviceState {
+  device_id: string;
+  kind: DeviceKind;
+  serial: string;
+  /** null: never heard from. */
+  online: boolean | null;
+  last_seen: string | null;
+  battery_percent: number | null;
+  battery_at: string | null;
+}
+
 export interface News2Settings {
   spo2_scale: 1 | 2;
 }

@@ -258,3 +258,44 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_battery_level_is_the_devices_not_a_reading_and_bad_ones_are_refused() {
+    let t = now().timestamp();
+    let d = json(&format!(
+        r#"[{{"bn":"urn:dev:ox1:","bt":{t}}},
+            {{"n":"spo2","v":97}},
+            {{"n":"battery","u":"%EL","v":81,"t":-60}},
+            {{"n":"battery","u":"/","v":0.8}}]"#
+    ))
+    .unwrap();
+    assert_eq!(d.readings.len(), 1, "the battery is no vital sign");
+    let battery = d.battery.expect("a battery level");
+    assert!(
+        (battery.percent - 80.0).abs() < 1e-9,
+        "the newest, as a percentage"
+    );
+    assert_eq!(battery.time.timestamp(), t);
+    assert!(d.rejections.is_empty());
+
+    let bad = json(&format!(
+        r#"[{{"bt":{t},"n":"battery","u":"%EL","v":140}},
+            {{"n":"battery","u":"V","v":3.7}},
+            {{"n":"battery","vs":"full"}},
+            {{"n":"battery_level","u":"%","v":55}}]"#
+    ))
+    .unwrap();
+    assert_eq!(
+        reasons(&bad),
+        vec![
+            (0, Reason::Implausible),
+            (1, Reason::UnknownUnit),
+            (2, Reason::MissingValue)
+        ]
+    );
+    assert_eq!(
+        bad.battery.map(|b| b.percent),
+        Some(55.0),
+        "the good one survives"
+    );
+}

@@ -88,6 +88,7 @@ pub(crate) fn api_router() -> Router<AppState> {
             get(vitals::news2_settings).put(vitals::set_news2_settings),
         )
         .route("/patients/{id}/alerts", get(vitals::alerts))
+        .route("/patients/{id}/devices/status", get(vitals::device_status))
         .route("/patients/{id}/thresholds", get(vitals::thresholds))
         .route(
             "/patients/{id}/thresholds/{metric}",

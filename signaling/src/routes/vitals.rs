@@ -195,6 +195,62 @@ pub(crate) async fn set_news2_settings(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// One of the patient's devices and how it is doing.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct DeviceState {
+    device_id: uuid::Uuid,
+    /// `pulse_oximeter`, `blood_pressure_monitor`, `thermometer`, `scale` or `glucometer`.
+    kind: String,
+    serial: String,
+    /// Online, offline, or unknown (never heard from).
+    online: Option<bool>,
+    /// Last message of any kind.
+    last_seen: Option<DateTime<Utc>>,
+    /// Battery level it last reported, 0–100 %.
+    battery_percent: Option<f32>,
+    /// When that level was measured.
+    battery_at: Option<DateTime<Utc>>,
+}
+
+/// The devices assigned to the patient now, with their liveness and battery.
+#[utoipa::path(get, path = "/api/v1/patients/{id}/devices/status", tag = "vitals", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid)), responses((status = 200, body = [DeviceState]), (status = 403, body = crate::error::ErrorBody)))]
+pub(crate) async fn device_status(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    ApiPath(id): ApiPath<PatientId>,
+) -> Result<Json<Vec<DeviceState>>, ApiError> {
+    ctx.allow(&state, Access::Patient(id), "devices.status.read")
+        .await?;
+    let current: Vec<_> = bedside_records::devices::for_patient(state.db(), id)
+        .await?
+        .into_iter()
+        .filter(|a| a.assigned_to.is_none())
+        .map(|a| a.device)
+        .collect();
+    let ids: Vec<uuid::Uuid> = current.iter().map(|d| d.id.0).collect();
+    let statuses = bedside_vitals_store::liveness::of(state.db(), &ids)
+        .await
+        .map_err(store_error)?;
+    Ok(Json(
+        current
+            .into_iter()
+            .map(|d| {
+                let status = statuses.iter().find(|s| s.device_id == d.id.0);
+                DeviceState {
+                    device_id: d.id.0,
+                    kind: d.kind.as_str().to_owned(),
+                    serial: d.serial,
+                    online: status.map(|s| s.online),
+                    last_seen: status.map(|s| s.last_seen),
+                    battery_percent: status.and_then(|s| s.battery_percent),
+                    battery_at: status.and_then(|s| s.battery_at),
+                }
+            })
+            .collect(),
+    ))
+}
+
 /// The patient's live alerts, most urgent first.
 #[utoipa::path(get, path = "/api/v1/patients/{id}/alerts", tag = "vitals", security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid)), responses((status = 200, body = [Alert]), (status = 403, body = crate::error::ErrorBody)))]

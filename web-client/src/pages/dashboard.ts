@@ -26,7 +26,8 @@ import {
   type Point,
   type Reading,
 } from '../lib/vitals';
-import type { Alert, CurrentValue, News2, Patient, Practitioner, VitalsHistory } from '../types';
+import type { Alert, CurrentValue, DeviceState, News2, Patient, Practitioner, VitalsHistory } from '../types';
+import { deviceKindLabel } from './patient';
 import { empty, loadError, pageHeading, patientDisplayName, type PageContext } from '../ui';
 
 /** The feed takes at most this many patients. */
@@ -59,6 +60,8 @@ interface Tile {
   latest: Map<string, Reading>;
   news2: News2 | null;
   news2Error: unknown;
+  /** The patient's current devices (null until loaded). */
+  devices: DeviceState[] | null;
   spark: Record<(typeof SPARK_METRICS)[number], Point[]>;
   /** Whether a snapshot of the feed has covered this patient (REST answers then come second). */
   snapshotSeen: boolean;
@@ -66,8 +69,12 @@ interface Tile {
   vitalsEl: HTMLElement;
   news2El: HTMLElement;
   sparkEl: HTMLElement;
+  devicesEl: HTMLElement;
   alertsEl: HTMLElement;
 }
+
+/** Below this a device's battery is shown as low. */
+const LOW_BATTERY_PERCENT = 20;
 
 async function mapLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
@@ -142,6 +149,7 @@ export async function dashboardPage(ctx: PageContext): Promise<void> {
     const vitalsEl = h('dl', { class: 'vitals' });
     const news2El = h('div', { class: 'news2-slot' });
     const sparkEl = h('div', { class: 'spark-slot' });
+    const devicesEl = h('div', { class: 'tile-devices' });
     const alertsEl = h('div', { class: 'tile-alerts' });
     const el = h(
       'article',
@@ -155,6 +163,7 @@ export async function dashboardPage(ctx: PageContext): Promise<void> {
       ),
       vitalsEl,
       sparkEl,
+      devicesEl,
       alertsEl,
       h('p', { class: 'tile-links' }, link(`/patients/${encodeURIComponent(p.id)}/chart`, 'Chart and thresholds', { 'aria-label': `Chart and thresholds of ${name}` })),
     );
@@ -165,12 +174,14 @@ export async function dashboardPage(ctx: PageContext): Promise<void> {
       latest: new Map(),
       news2: null,
       news2Error: null,
+      devices: null,
       spark: { heart_rate: [], spo2: [] },
       snapshotSeen: false,
       el,
       vitalsEl,
       news2El,
       sparkEl,
+      devicesEl,
       alertsEl,
     });
     tilesEl.append(el);
@@ -333,10 +344,56 @@ export async function dashboardPage(ctx: PageContext): Promise<void> {
     );
   };
 
+  const renderDevices = (t: Tile) => {
+    if (!t.devices) return;
+    if (!t.devices.length) {
+      replaceChildren(t.devicesEl, h('p', { class: 'muted small' }, 'No device assigned.'));
+      return;
+    }
+    replaceChildren(
+      t.devicesEl,
+      h(
+        'ul',
+        { class: 'devices', 'aria-label': `Devices of ${t.name}` },
+        t.devices.map((d) => {
+          const state = d.online === null ? 'never heard from' : d.online ? 'online' : 'offline';
+          const low = d.battery_percent !== null && d.battery_percent < LOW_BATTERY_PERCENT;
+          return h(
+            'li',
+            { class: `device device-${d.online === null ? 'unknown' : d.online ? 'online' : 'offline'}`, 'data-testid': 'device', 'data-device-id': d.device_id },
+            h('span', { class: 'device-kind' }, deviceKindLabel(d.kind)),
+            ' · ',
+            h('span', { class: 'device-state' }, state),
+            d.last_seen ? [' · seen ', h('time', { class: 'vital-age', datetime: d.last_seen, title: formatInstant(d.last_seen, tz) }, formatAge(Date.parse(d.last_seen), now()))] : null,
+            d.battery_percent !== null ? [' · ', h('span', { class: low ? 'battery battery-low' : 'battery' }, `battery ${Math.round(d.battery_percent)} %${low ? ' (low)' : ''}`)] : null,
+          );
+        }),
+      ),
+    );
+  };
+
+  const loadDevices = async (t: Tile) => {
+    try {
+      t.devices = await api<DeviceState[]>(`/patients/${encodeURIComponent(t.patient.id)}/devices/status`, { signal });
+      renderDevices(t);
+    } catch (err) {
+      if (signal.aborted) return;
+      // Device status is secondary: keep what is shown, the next refresh tries again.
+    }
+  };
+
+  // A reading from a patient whose device is not shown online: its status
+  // (and battery) has just changed, so ask at once (at most every 5 s).
+  const deviceThrottle = new KeyedThrottle(5_000, (pid) => {
+    const t = tiles.get(pid);
+    if (t) void loadDevices(t);
+  });
+
   const renderTile = (t: Tile) => {
     renderVitals(t);
     renderNews2(t);
     renderSpark(t);
+    renderDevices(t);
     renderTileAlerts(t);
   };
 
@@ -577,10 +634,22 @@ export async function dashboardPage(ctx: PageContext): Promise<void> {
       if (!t) return;
       addReading(t, { metric: m.metric, value: m.value, unit: m.unit, time: m.time }, true);
       touch(t.patient.id);
-      news2Throttle.call(t.patient.id);
+      if (!t.devices || t.devices.some((d) => d.online !== true)) deviceThrottle.call(t.patient.id);
+    },
+    news2: (m) => {
+      const t = tiles.get(m.patient_id);
+      if (!t) return;
+      t.news2 = { total: m.total, band: m.band, missing: m.missing, spo2_scale: m.spo2_scale };
+      t.news2Error = null;
+      touch(t.patient.id);
     },
     alert: (m, replayed) => {
       const changed = setAlert(m.alert);
+      // A device went quiet or came back: its status line follows at once.
+      if (m.alert.rule.startsWith('offline:')) {
+        const t = tiles.get(m.alert.patient_id);
+        if (t) void loadDevices(t);
+      }
       if (!replayed && changed && (m.event === 'opened' || m.event === 'escalated') && m.alert.status === 'open') {
         const t = tiles.get(m.alert.patient_id);
         // Alerts raised together (a threshold and NEWS2 from one reading) are announced together.
@@ -594,7 +663,8 @@ export async function dashboardPage(ctx: PageContext): Promise<void> {
       if (m.event === 'acknowledged' && m.alert.acknowledged_by === me.id && !replayed) status.textContent = 'Alert acknowledged.';
     },
     error: (e) => {
-      const socketAcks = [...pendingAcks].filter(([, p]) => p.via === 'socket').map(([id]) => id);
+      // The server names the alert a refused acknowledgement was about.
+      const socketAcks = [...pendingAcks].filter(([id, p]) => p.via === 'socket' && (e.alert_id === undefined || e.alert_id === id)).map(([id]) => id);
       if (socketAcks.length && ['not_open', 'not_found', 'forbidden', 'unavailable'].includes(e.code)) {
         for (const id of socketAcks) {
           const a = alerts.get(id);
@@ -619,6 +689,8 @@ export async function dashboardPage(ctx: PageContext): Promise<void> {
       el.classList.toggle('stale', isStale(ms, n));
     }
     if (ticks % 30 === 0) for (const id of tiles.keys()) touch(id);
+    // Liveness and battery change slowly; the feed does not carry them.
+    if (ticks % 60 === 0) void mapLimit([...tiles.values()].filter((t) => t.live), LOAD_CONCURRENCY, loadDevices);
   }, 1000);
 
   signal.addEventListener(
@@ -627,6 +699,7 @@ export async function dashboardPage(ctx: PageContext): Promise<void> {
       feed.stop();
       window.clearInterval(clock);
       news2Throttle.cancel();
+      deviceThrottle.cancel();
       cancelFrame?.();
       document.removeEventListener('visibilitychange', onVisibility);
       for (const p of pendingAcks.values()) if (p.timer) clearTimeout(p.timer);
@@ -642,6 +715,7 @@ export async function dashboardPage(ctx: PageContext): Promise<void> {
   void mapLimit([...tiles.values()], LOAD_CONCURRENCY, async (t) => {
     if (signal.aborted) return;
     const base = `/patients/${encodeURIComponent(t.patient.id)}`;
+    void loadDevices(t);
     const [latest, news2, alertList, ...history] = await Promise.allSettled([
       api<CurrentValue[]>(`${base}/vitals/latest`, { signal }),
       api<News2>(`${base}/news2`, { signal }),

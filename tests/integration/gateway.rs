@@ -12,7 +12,8 @@ use bedside_device_gateway::session::Protocol;
 use bedside_records::domain::{BirthDate, BoundedText, DeviceKind, Mrn, Serial, Sex};
 use bedside_records::patients::{self, PatientDetails};
 use bedside_test_support::{
-    Broker, GATEWAY_PASSWORD, GATEWAY_USER, fresh_database, publish, publish_lines, wait_for,
+    Broker, GATEWAY_PASSWORD, GATEWAY_USER, fresh_database, publish, publish_lines,
+    publish_retained, wait_for,
 };
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -652,6 +653,99 @@ async fn a_broker_restart_loses_nothing_and_the_gateway_reconnects_by_itself() {
         count(&db, "SELECT count(*) FROM vitals").await,
         60,
         "nothing lost, nothing twice"
+    );
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_gateway_killed_after_commit_but_before_ack_stores_nothing_twice_on_redelivery() {
+    let (db, url) = fresh_database().await;
+    let (device, packs) = ingest_fixture(&db, "GW-CRASH", 30).await;
+    let broker = Broker::for_registry(&db, None).await;
+    let mut settings = settings(broker.port, 5, Duration::from_millis(20));
+    settings.concurrent_batches = 1;
+
+    // The gateway that will crash runs in a runtime of its own, with its own
+    // pool, so that dropping the runtime ends it the way a killed process
+    // ends: no drain, no acknowledgement, the broker connection just gone.
+    // Its committed-batch outlet holds one batch and is never read: the
+    // gateway acknowledges a batch only after handing it on, so from the
+    // second batch on, batches commit and then wait, unacknowledged.
+    let crashing = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (committed_tx, committed_rx) = tokio::sync::mpsc::channel(1);
+    {
+        let (settings, url) = (settings.clone(), url.clone());
+        crashing.spawn(async move {
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            let (_stop, stopped) = watch::channel(false);
+            gateway::run(
+                settings,
+                pool,
+                Health::default(),
+                stopped,
+                gateway::Outlets {
+                    committed: Some(committed_tx),
+                    arrived: None,
+                },
+            )
+            .await;
+        });
+    }
+    let (user, password) = (&device.device.mqtt_username, &device.mqtt_password);
+    let topic = format!("bedside/v1/devices/{user}/vitals");
+    // The device's retained `online` reaches the gateway once it has
+    // subscribed: that status change is the first batch handed on (and
+    // acknowledged); everything after it is published to a live session.
+    let status = format!("bedside/v1/devices/{user}/status");
+    assert!(publish_retained(broker.port, user, password, &status, "online").await);
+    wait_for("the gateway to subscribe", Duration::from_secs(20), || {
+        let db = db.clone();
+        async move { (count(&db, "SELECT count(*) FROM device_status").await == 1).then_some(()) }
+    })
+    .await;
+    assert!(publish_lines(broker.port, user, password, &topic, &packs).await);
+    // A batch of readings commits and waits to be handed on, unacknowledged;
+    // the rest waits behind it.
+    wait_for(
+        "a committed batch of readings",
+        Duration::from_secs(20),
+        || {
+            let db = db.clone();
+            async move { (count(&db, "SELECT count(*) FROM vitals").await >= 1).then_some(()) }
+        },
+    )
+    .await;
+    let committed_before_the_crash = count(&db, "SELECT count(*) FROM vitals").await;
+    assert!(
+        (2..30).contains(&committed_before_the_crash),
+        "{committed_before_the_crash}"
+    );
+    crashing.shutdown_background();
+    drop(committed_rx);
+
+    // A new gateway with the same client id resumes the session: the broker
+    // redelivers what was never acknowledged, and the unique key absorbs it.
+    let (stop, handle, _) = start(&settings, &db);
+    wait_for("the redelivery", Duration::from_secs(20), || {
+        let duplicates = settings.metrics.readings_duplicate.clone();
+        async move { (duplicates.get() >= 5).then_some(()) }
+    })
+    .await;
+    stop.send(true).unwrap();
+    handle.await.unwrap();
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM vitals").await,
+        30,
+        "nothing stored twice"
+    );
+    assert_eq!(
+        settings.metrics.readings_stored.get(),
+        30,
+        "no new row on redelivery"
     );
     broker.stop().await;
 }

@@ -223,6 +223,23 @@ pub async fn publish(port: u16, user: &str, password: &str, topic: &str, payload
 }
 
 /// `mosquitto_pub` at QoS 1 to `topic` as `user`; the caller adds the message.
+/// Like [`publish`], retained: the broker keeps it and hands it to every
+/// new subscriber (as devices publish their `online` status).
+pub async fn publish_retained(
+    port: u16,
+    user: &str,
+    password: &str,
+    topic: &str,
+    payload: &str,
+) -> bool {
+    mosquitto_pub(port, user, password, topic)
+        .args(["-r", "-m", payload])
+        .status()
+        .await
+        .expect("mosquitto_pub (apt-get install -y mosquitto-clients)")
+        .success()
+}
+
 fn mosquitto_pub(port: u16, user: &str, password: &str, topic: &str) -> Command {
     let mut command = Command::new("mosquitto_pub");
     command

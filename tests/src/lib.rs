@@ -26,7 +26,9 @@ use bedside_server::config::Config;
 use sqlx::PgPool;
 use tokio::sync::oneshot;
 
-pub use broker::{Broker, GATEWAY_PASSWORD, GATEWAY_USER, publish, publish_lines};
+pub use broker::{
+    Broker, GATEWAY_PASSWORD, GATEWAY_USER, publish, publish_lines, publish_retained,
+};
 pub use postgres::{OwnPostgres, fresh_database, server_url};
 pub use world::{Staff, World};
 

@@ -81,6 +81,11 @@ pub fn pack(device: &SimDevice, t: f64) -> Option<String> {
         "scale" => vec![("body_weight", "kg", 71.5 + 0.2 * wobble)],
         _ => return None,
     };
+    // Each device also reports its battery, draining slowly from a level of
+    // its own (the first device of each patient starts lowest).
+    let battery = (92.0 - 12.0 * device.patient_index as f64 - t / 600.0).clamp(8.0, 100.0);
+    let mut records = records;
+    records.push(("battery", "%EL", battery));
     let body: Vec<String> = records
         .iter()
         .enumerate()
@@ -220,6 +225,7 @@ mod tests {
             )
             .unwrap();
             assert!(decoded.rejections.is_empty(), "{:?}", decoded.rejections);
+            assert!(decoded.battery.is_some(), "every device reports its battery");
             obs.extend(decoded.readings.into_iter().map(|r| {
                 bedside_vitals_store::queries::Latest {
                     metric: r.metric,

@@ -61,11 +61,18 @@ pub struct Change {
     pub condition: Condition,
     /// Shown with the alert.
     pub detail: serde_json::Value,
+    /// The readings the condition rests on that are not stored yet (judged
+    /// on arrival, attributed from the gateway's copy of the assignments),
+    /// as (device, time): the change applies only while each of those
+    /// devices was the patient's at that time (see [`apply_all`]). Stored
+    /// readings were attributed by the commit itself. Empty: nothing to check.
+    pub evidence: Vec<(Uuid, DateTime<Utc>)>,
 }
 
 /// Applies several changes in one transaction (one commit, so one WAL
 /// flush, however many alerts a batch moves); returns the committed
-/// events in order. Locks are taken in (patient, rule) order, the same
+/// events in order. A change whose evidence no longer holds (a device
+/// reassigned meanwhile) commits nothing. Locks are taken in (patient, rule) order, the same
 /// order every caller uses, so concurrent appliers cannot deadlock.
 ///
 /// # Errors
@@ -82,6 +89,15 @@ pub async fn apply_all(
     let mut tx = db.begin().await?;
     let mut events = Vec::new();
     for change in &changes {
+        // A reading judged on arrival was attributed from the gateway's copy
+        // of the assignments, which a reassignment may have outdated by a
+        // few milliseconds: never raise or move an alert for a patient on a
+        // reading that was not theirs.
+        if !change.evidence.is_empty()
+            && !store::evidence_holds(&mut tx, change.patient, &change.evidence).await?
+        {
+            continue;
+        }
         let live = store::live_for_update(&mut tx, change.patient, &change.rule).await?;
         let state = live.as_ref().map(|a| Live {
             status: parse_status(&a.status),
@@ -137,15 +153,19 @@ const RELOADS_PER_PASS: usize = 64;
 /// Patients without a reading for this long leave memory.
 const IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// A value held per metric: when it was measured, the value, and the
+/// device that measured it.
+type Values = BTreeMap<Metric, (DateTime<Utc>, f64, Uuid)>;
+
 /// What the engine holds of one patient between readings.
 #[derive(Debug)]
 struct PatientInputs {
     /// The newest reading of each metric seen (stored or arriving): what
     /// alerts are judged on.
-    latest: BTreeMap<Metric, (DateTime<Utc>, f64)>,
+    latest: Values,
     /// The newest stored reading of each metric: what the published NEWS2
     /// is scored on (the live hub shows only what the database holds).
-    stored: BTreeMap<Metric, (DateTime<Utc>, f64)>,
+    stored: Values,
     /// The NEWS2 last published for the patient.
     published: Option<news2::Score>,
     /// Threshold overrides by metric (low, high).
@@ -156,6 +176,8 @@ struct PatientInputs {
     live: BTreeMap<String, Live>,
     /// When these are to be read from the database again.
     reload_at: std::time::Instant,
+    /// A notice said they changed: read them again before judging.
+    invalid: bool,
     /// When a reading last came.
     used: std::time::Instant,
 }
@@ -194,9 +216,12 @@ pub struct Evaluation {
 /// live alerts, latest values) kept in memory so that a reading that
 /// changes nothing costs no query. Whatever changes an input in the
 /// database announces it ([`bedside_vitals_store::changes`]), and
-/// [`Evaluator::forget`] drops the copy; a transition is always decided
-/// again under the alert's row lock ([`apply_all`]), so a stale copy can
-/// cost a query but never a wrong alert.
+/// [`Evaluator::forget`] has it read again. A transition is decided again
+/// under the alert's row lock, only if the readings it rests on still
+/// belong to the patient ([`apply_all`]), and NEWS2 is re-scored with the
+/// database's latest values before it moves an alert; so a stale copy can
+/// cost a query but not an alert on the wrong patient or on values another
+/// Bedside process has since superseded.
 ///
 /// Readings may be evaluated more than once and out of order (the gateway
 /// hands them over on arrival and again once committed): thresholds are
@@ -219,12 +244,38 @@ impl Evaluator {
         }
     }
 
-    /// Drops what is held about a patient (or everyone).
+    /// A patient's alert inputs changed (a notice on
+    /// [`bedside_vitals_store::changes::ALERT_INPUTS`]): read their
+    /// thresholds, settings and live alerts again before judging them next.
+    /// The values held stay: some may be readings on their way to the store.
     pub fn forget(&mut self, order: Forget) {
         match order {
             Forget::One(patient) => {
-                self.patients.remove(&patient);
+                if let Some(held) = self.patients.get_mut(&patient) {
+                    held.invalid = true;
+                }
             }
+            Forget::All => {
+                for held in self.patients.values_mut() {
+                    held.invalid = true;
+                }
+            }
+        }
+    }
+
+    /// A device's assignments changed (a notice on
+    /// [`bedside_vitals_store::changes::DEVICE_ASSIGNMENTS`]): drop every
+    /// patient holding a value from it, since a reading judged on arrival
+    /// may have been attributed to its previous patient.
+    pub fn forget_device(&mut self, order: Forget) {
+        match order {
+            Forget::One(device) => self.patients.retain(|_, held| {
+                !held
+                    .latest
+                    .values()
+                    .chain(held.stored.values())
+                    .any(|(_, _, d)| *d == device)
+            }),
             Forget::All => self.patients.clear(),
         }
     }
@@ -260,7 +311,7 @@ impl Evaluator {
         }
         let mut stale: Vec<Uuid> = touched
             .keys()
-            .filter(|p| !self.patients.contains_key(p))
+            .filter(|p| self.patients.get(p).is_none_or(|held| held.invalid))
             .copied()
             .collect();
         stale.extend(
@@ -269,7 +320,7 @@ impl Evaluator {
                 .filter(|p| {
                     self.patients
                         .get(p)
-                        .is_some_and(|held| clock >= held.reload_at)
+                        .is_some_and(|held| !held.invalid && clock >= held.reload_at)
                 })
                 .take(RELOADS_PER_PASS)
                 .copied(),
@@ -280,9 +331,9 @@ impl Evaluator {
         for r in readings {
             if let Some(held) = self.patients.get_mut(&r.patient_id) {
                 held.used = clock;
-                keep_newest(&mut held.latest, r.metric, r.time, r.value);
+                keep_newest(&mut held.latest, r.metric, (r.time, r.value, r.device_id));
                 if source == Source::Stored {
-                    keep_newest(&mut held.stored, r.metric, r.time, r.value);
+                    keep_newest(&mut held.stored, r.metric, (r.time, r.value, r.device_id));
                 }
             }
         }
@@ -292,6 +343,31 @@ impl Evaluator {
                 continue;
             };
             to_apply.extend(self.judge(*patient, held, metrics, now));
+        }
+        // NEWS2 rests on every parameter, some perhaps stored by another
+        // Bedside process since they were read: before NEWS2 moves an
+        // alert, merge in the database's latest values and judge again.
+        let rescore: Vec<Uuid> = to_apply
+            .iter()
+            .filter(|c| c.rule == "news2")
+            .map(|c| c.patient)
+            .collect();
+        if !rescore.is_empty() {
+            let fresh =
+                queries::latest_for_patients(db, &rescore, now - self.settings.news2_freshness)
+                    .await?;
+            to_apply.retain(|c| !rescore.contains(&c.patient));
+            for patient in &rescore {
+                let Some(held) = self.patients.get_mut(patient) else {
+                    continue;
+                };
+                for l in fresh.get(patient).map(Vec::as_slice).unwrap_or_default() {
+                    keep_newest(&mut held.latest, l.metric, (l.time, l.value, l.device_id));
+                    keep_newest(&mut held.stored, l.metric, (l.time, l.value, l.device_id));
+                }
+                let held = &self.patients[patient];
+                to_apply.extend(self.judge(*patient, held, &touched[patient], now));
+            }
         }
         let concerned: BTreeSet<Uuid> = to_apply.iter().map(|c: &Change| c.patient).collect();
         let submitted: Vec<(Uuid, String)> = to_apply
@@ -386,6 +462,7 @@ impl Evaluator {
                 scale: SpO2Scale::Scale1,
                 live: BTreeMap::new(),
                 reload_at: clock + RELOAD_AFTER + spread,
+                invalid: false,
                 used: clock,
             };
             if let Some(previous) = self.patients.remove(patient) {
@@ -394,8 +471,8 @@ impl Evaluator {
                 held.published = previous.published;
             }
             for l in latest.get(patient).map(Vec::as_slice).unwrap_or_default() {
-                keep_newest(&mut held.latest, l.metric, l.time, l.value);
-                keep_newest(&mut held.stored, l.metric, l.time, l.value);
+                keep_newest(&mut held.latest, l.metric, (l.time, l.value, l.device_id));
+                keep_newest(&mut held.stored, l.metric, (l.time, l.value, l.device_id));
             }
             self.patients.insert(*patient, held);
         }
@@ -435,13 +512,17 @@ impl Evaluator {
         now: DateTime<Utc>,
     ) -> Vec<Change> {
         let mut changes = Vec::new();
-        let mut consider = |rule: String, condition: Condition, detail: serde_json::Value| {
+        let mut consider = |rule: String,
+                            condition: Condition,
+                            detail: serde_json::Value,
+                            evidence: Vec<(Uuid, DateTime<Utc>)>| {
             if rules::decide(held.live.get(&rule).copied(), condition) != Action::Nothing {
                 changes.push(Change {
                     patient,
                     rule,
                     condition,
                     detail,
+                    evidence,
                 });
             }
         };
@@ -455,7 +536,8 @@ impl Evaluator {
                     severity: Severity::High,
                 })
                 .or_else(|| rules::clinic_default(*metric));
-            let (Some(threshold), Some((time, value))) = (threshold, held.latest.get(metric))
+            let (Some(threshold), Some((time, value, device))) =
+                (threshold, held.latest.get(metric))
             else {
                 continue;
             };
@@ -463,10 +545,16 @@ impl Evaluator {
                 "metric": metric.name(), "value": value, "unit": metric.unit(),
                 "low": threshold.low, "high": threshold.high, "time": time,
             });
+            let unstored = held.stored.get(metric) != Some(&(*time, *value, *device));
             consider(
                 format!("threshold:{}", metric.name()),
                 threshold.evaluate(*value),
                 detail,
+                if unstored {
+                    vec![(*device, *time)]
+                } else {
+                    Vec::new()
+                },
             );
         }
         if metrics.iter().any(|m| NEWS2_INPUTS.contains(m)) {
@@ -475,7 +563,21 @@ impl Evaluator {
                 "news2": score.total, "band": score.band, "missing": score.missing,
                 "parameters": score.parameters, "spo2_scale": held.scale.number(),
             });
-            consider("news2".to_owned(), rules::news2_condition(&score), detail);
+            let fresh_since = now - self.settings.news2_freshness;
+            let evidence = held
+                .latest
+                .iter()
+                .filter(|(metric, held_value)| {
+                    held_value.0 >= fresh_since && held.stored.get(metric) != Some(held_value)
+                })
+                .map(|(_, (time, _, device))| (*device, *time))
+                .collect();
+            consider(
+                "news2".to_owned(),
+                rules::news2_condition(&score),
+                detail,
+                evidence,
+            );
         }
         changes
     }
@@ -498,35 +600,26 @@ pub async fn on_readings(
         .transitions)
 }
 
-/// Keeps the newer of a held value and `(time, value)`.
-fn keep_newest(
-    held: &mut BTreeMap<Metric, (DateTime<Utc>, f64)>,
-    metric: Metric,
-    time: DateTime<Utc>,
-    value: f64,
-) {
-    let slot = held.entry(metric).or_insert((time, value));
-    if time > slot.0 {
-        *slot = (time, value);
+/// Keeps the newer of a held value and `value` (by measurement time).
+fn keep_newest(held: &mut Values, metric: Metric, value: (DateTime<Utc>, f64, Uuid)) {
+    let slot = held.entry(metric).or_insert(value);
+    if value.0 > slot.0 {
+        *slot = value;
     }
 }
 
 impl EngineSettings {
     /// NEWS2 from each parameter's newest value within the freshness window.
-    fn score(
-        &self,
-        values: &BTreeMap<Metric, (DateTime<Utc>, f64)>,
-        scale: SpO2Scale,
-        now: DateTime<Utc>,
-    ) -> news2::Score {
+    fn score(&self, values: &Values, scale: SpO2Scale, now: DateTime<Utc>) -> news2::Score {
         let fresh_since = now - self.news2_freshness;
         let latest: Vec<queries::Latest> = values
             .iter()
-            .filter(|(_, (time, _))| *time >= fresh_since)
-            .map(|(metric, (time, value))| queries::Latest {
+            .filter(|(_, (time, _, _))| *time >= fresh_since)
+            .map(|(metric, (time, value, device))| queries::Latest {
                 metric: *metric,
                 time: *time,
                 value: *value,
+                device_id: *device,
             })
             .collect();
         news2::score(&observations(&latest), scale)
@@ -555,6 +648,7 @@ pub async fn on_liveness(
                     Condition::Breached(Severity::Low)
                 },
                 detail: serde_json::json!({"device_id": device, "online": online}),
+                evidence: Vec::new(),
             })
         })
         .collect();

@@ -23,7 +23,6 @@ use std::collections::HashMap;
 use bedside_records::devices::AssignmentPeriod;
 use bedside_vitals_store::changes::{self, Forget};
 use bedside_vitals_store::store::NewReading;
-use chrono::Utc;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -118,15 +117,14 @@ async fn look(
             }
         }
     }
-    let received_at = Utc::now();
     let mut readings = Vec::new();
-    for publish in chunk {
+    for message in chunk {
         readings.extend(
             interpret(
-                &publish.topic,
-                &publish.payload,
+                &message.topic,
+                &message.payload,
                 periods,
-                received_at,
+                message.received_at,
                 limits,
             )
             .readings,

@@ -490,7 +490,7 @@ async fn commit(
             &message.topic,
             payload,
             &periods,
-            received_at,
+            message.received_at,
             &settings.limits,
         );
         readings.extend(said.readings);

@@ -44,6 +44,9 @@ pub(crate) struct Endpoint<'a> {
 pub(crate) struct Message {
     pub(crate) topic: String,
     pub(crate) payload: Bytes,
+    /// When it arrived: the time of its records that carry none (SenML
+    /// relative time 0), the same for the early look and the commit.
+    pub(crate) received_at: chrono::DateTime<chrono::Utc>,
     /// What acknowledging it needs: its packet id and QoS (0 needs none).
     pkid: u16,
     qos: u8,
@@ -128,6 +131,7 @@ impl EventLoop {
                     Ok(Event::Incoming(Packet::Publish(p))) => SessionEvent::Message(Message {
                         topic: p.topic,
                         payload: p.payload,
+                        received_at: chrono::Utc::now(),
                         pkid: p.pkid,
                         qos: p.qos as u8,
                     }),
@@ -144,6 +148,7 @@ impl EventLoop {
                         // Topics are UTF-8 by the protocol (the broker checks).
                         topic: String::from_utf8_lossy(&p.topic).into_owned(),
                         payload: p.payload,
+                        received_at: chrono::Utc::now(),
                         pkid: p.pkid,
                         qos: p.qos as u8,
                     }),

@@ -342,6 +342,7 @@ async fn alert_engine(
     use bedside_vitals_store::changes;
     let mut evaluator = Evaluator::new(EngineSettings::default());
     let mut forget = changes::listen(state.db().clone(), changes::ALERT_INPUTS);
+    let mut reassigned = changes::listen(state.db().clone(), changes::DEVICE_ASSIGNMENTS);
     let mut arriving = true;
     loop {
         // Biased: what to forget applies before the next evaluation, and
@@ -350,6 +351,10 @@ async fn alert_engine(
             biased;
             Some(order) = forget.recv() => {
                 evaluator.forget(order);
+                continue;
+            }
+            Some(order) = reassigned.recv() => {
+                evaluator.forget_device(order);
                 continue;
             }
             batch = committed.recv() => {

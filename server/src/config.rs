@@ -110,8 +110,11 @@ pub struct DatabaseConfig {
     /// database `bedside`, as the README's set-up creates it.
     #[serde(serialize_with = "redact_url_password")]
     pub url: String,
-    /// Pool size. 10 serves a clinic's staff (a request holds a connection
-    /// for milliseconds) while leaving PostgreSQL's default 100 for other nodes.
+    /// Pool size. 16: two connections stay with the alert engine's change
+    /// listeners, up to `ingest.concurrent_batches` commit batches, the
+    /// early look and the engine read, and the rest serves a clinic's staff
+    /// (a request holds a connection for milliseconds), leaving PostgreSQL's
+    /// default 100 for other nodes.
     pub max_connections: u32,
     /// Seconds to wait for a pooled connection before answering 503. Five is
     /// longer than any healthy query and short enough to fail visibly.
@@ -125,7 +128,7 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
             url: "postgres://postgres@127.0.0.1:5432/bedside".into(),
-            max_connections: 10,
+            max_connections: 16,
             acquire_timeout_secs: 5,
             migrate_on_start: true,
         }
@@ -236,8 +239,10 @@ pub struct MqttConfig {
     pub protocol: MqttProtocol,
 }
 
-/// An MQTT version.
+/// An MQTT version, written `"3.1.1"` or `"5"` (from the environment,
+/// `BEDSIDE_MQTT__PROTOCOL=5` arrives as a number, and is accepted too).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ProtocolSpelling")]
 pub enum MqttProtocol {
     /// MQTT 3.1.1.
     #[default]
@@ -246,6 +251,27 @@ pub enum MqttProtocol {
     /// MQTT 5.
     #[serde(rename = "5")]
     V5,
+}
+
+/// How `mqtt.protocol` may be spelled in a file or the environment.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ProtocolSpelling {
+    Text(String),
+    Number(f64),
+}
+
+impl TryFrom<ProtocolSpelling> for MqttProtocol {
+    type Error = String;
+
+    fn try_from(spelling: ProtocolSpelling) -> Result<Self, Self::Error> {
+        match spelling {
+            ProtocolSpelling::Text(t) if t == "3.1.1" => Ok(MqttProtocol::V311),
+            ProtocolSpelling::Text(t) if t == "5" || t == "5.0" => Ok(MqttProtocol::V5),
+            ProtocolSpelling::Number(5.0) => Ok(MqttProtocol::V5),
+            _ => Err(r#"mqtt.protocol must be "3.1.1" or "5""#.to_owned()),
+        }
+    }
 }
 
 impl Default for MqttConfig {
@@ -780,5 +806,15 @@ mod tests {
         let parsed: MqttConfig = toml::from_str("protocol = \"5\"").unwrap();
         assert_eq!(parsed.protocol, MqttProtocol::V5);
         assert!(toml::from_str::<MqttConfig>("protocol = \"4\"").is_err());
+        assert!(toml::from_str::<MqttConfig>("protocol = 1").is_err());
+        // The environment's BEDSIDE_MQTT__PROTOCOL=5 reaches serde as a number.
+        let from_env: Config =
+            Figment::from(figment::providers::Serialized::defaults(Config::default()))
+                .merge(("mqtt.protocol", 5))
+                .extract()
+                .unwrap();
+        assert_eq!(from_env.mqtt.protocol, MqttProtocol::V5);
+        let printed = toml::to_string(&from_env.mqtt).unwrap();
+        assert!(printed.contains("protocol = \"5\""), "{printed}");
     }
 }

@@ -225,12 +225,16 @@ mod tests {
             )
             .unwrap();
             assert!(decoded.rejections.is_empty(), "{:?}", decoded.rejections);
-            assert!(decoded.battery.is_some(), "every device reports its battery");
+            assert!(
+                decoded.battery.is_some(),
+                "every device reports its battery"
+            );
             obs.extend(decoded.readings.into_iter().map(|r| {
                 bedside_vitals_store::queries::Latest {
                     metric: r.metric,
                     time: r.time,
                     value: r.value,
+                    device_id: uuid::Uuid::nil(),
                 }
             }));
         }
@@ -260,6 +264,7 @@ mod tests {
                 metric: r.metric,
                 time: r.time,
                 value: r.value,
+                device_id: uuid::Uuid::nil(),
             })
             .collect();
         let score = bedside_alerts::news2::score(

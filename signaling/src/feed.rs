@@ -18,7 +18,7 @@
 //! 4. `ack_alert` acknowledges an alert (audited); every feed watching that
 //!    patient then sees the `acknowledged` event.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +50,12 @@ const MAX_SUBSCRIBED: usize = 200;
 const SESSION_CHECK: Duration = Duration::from_secs(30);
 /// How many times a feed may lag behind the hub before it is closed.
 const MAX_LAGS: u32 = 10;
+/// How far below the newest sequence number a replay reaches: events are
+/// numbered when their transaction writes them but published when it
+/// commits, so a lower number can commit (and be missed) after a higher one.
+/// Replaying a margin is harmless: each alert's events are filtered by that
+/// alert's own sequence (see `Feed::known`).
+const REPLAY_MARGIN: i64 = 1000;
 
 /// Messages from the client.
 #[derive(Debug, Deserialize)]
@@ -189,7 +195,14 @@ struct Feed {
     pending_samples: BTreeMap<(Uuid, Metric), (f64, DateTime<Utc>)>,
     /// NEWS2 changes not yet sent, by patient (a newer one supersedes).
     pending_news2: BTreeMap<Uuid, (Arc<bedside_alerts::news2::Score>, i16)>,
+    /// The newest sequence number the client has (snapshot or event).
     last_seq: i64,
+    /// Per alert, the newest event the client has. One alert's events are
+    /// numbered in commit order (its row lock serialises them), while
+    /// different alerts' events may commit and be published out of order:
+    /// so an event is skipped only when its own alert has a newer one here,
+    /// never because another alert's event had a higher number.
+    known: HashMap<Uuid, i64>,
 }
 
 enum Flow {
@@ -209,6 +222,7 @@ impl Feed {
             pending_samples: BTreeMap::new(),
             pending_news2: BTreeMap::new(),
             last_seq: 0,
+            known: HashMap::new(),
         }
     }
 
@@ -508,8 +522,21 @@ impl Feed {
         let alerts = alert_store::live_for_patients(db, &granted)
             .await
             .unwrap_or_default();
+        let ids: Vec<Uuid> = alerts.iter().map(|a| a.id).collect();
+        // The snapshot shows these alerts as they are now, so their events
+        // so far need not be sent again, except to a reconnecting client
+        // that asked for the events after its `since_seq`.
+        for (alert, newest) in alert_store::newest_events(db, &ids)
+            .await
+            .unwrap_or_default()
+        {
+            let had = since_seq.map_or(newest, |since| newest.min(since));
+            let slot = self.known.entry(alert).or_insert(had);
+            *slot = (*slot).max(had);
+        }
         self.patients.extend(granted.iter().copied());
         self.last_seq = self.last_seq.max(seq);
+        self.queue_news2(&granted).await;
         if !self
             .send(&ServerMessage::Snapshot {
                 seq,
@@ -522,33 +549,47 @@ impl Feed {
         }
         // Replay what a reconnecting client missed.
         match since_seq {
-            Some(since) if since < seq => self.replay(since, &granted).await,
+            Some(since) if since < seq => self
+                .replay(since.saturating_sub(REPLAY_MARGIN), &granted)
+                .await
+                .is_ok(),
             _ => true,
         }
     }
 
-    /// Sends the alert events after `since` from the database. `false`
-    /// when the feed must close: sending failed, or the database could not
-    /// say (the client reconnects and replays from its sequence number, so
-    /// no alert is skipped).
-    async fn replay(&mut self, since: i64, patients: &[Uuid]) -> bool {
+    /// Sends the alert events after `since` from the database. Fails with
+    /// the reason the feed must close for: `send_failed`, or
+    /// `replay_failed` when the database could not say (the client
+    /// reconnects and replays from its sequence number, so no alert is
+    /// skipped).
+    async fn replay(&mut self, since: i64, patients: &[Uuid]) -> Result<(), &'static str> {
         let Ok(events) = alert_store::events_since(self.state.db(), since, patients).await else {
-            return false;
+            return Err("replay_failed");
         };
         for event in events {
             let Ok(alert) = alert_store::get(self.state.db(), event.alert_id).await else {
-                return false;
+                return Err("replay_failed");
             };
             // An event's alert always exists (foreign key); nothing to send otherwise.
             let Some(alert) = alert else { continue };
             if !self.send_alert(&event, &alert).await {
-                return false;
+                return Err("send_failed");
             }
         }
-        true
+        Ok(())
     }
 
+    /// Sends an alert event unless the client already has it or a newer
+    /// event of the same alert.
     async fn send_alert(&mut self, event: &AlertEvent, alert: &Alert) -> bool {
+        if self
+            .known
+            .get(&event.alert_id)
+            .is_some_and(|newest| *newest >= event.seq)
+        {
+            return true;
+        }
+        self.known.insert(event.alert_id, event.seq);
         self.last_seq = self.last_seq.max(event.seq);
         self.send(&ServerMessage::Alert {
             seq: event.seq,
@@ -582,10 +623,7 @@ impl Feed {
                     .insert(*patient, (score.clone(), *spo2_scale));
                 true
             }
-            LiveEvent::Alert(t) if t.event.seq > self.last_seq => {
-                self.send_alert(&t.event, &t.alert).await
-            }
-            LiveEvent::Alert(_) => true,
+            LiveEvent::Alert(t) => self.send_alert(&t.event, &t.alert).await,
         };
         if ok {
             Flow::Continue
@@ -594,12 +632,45 @@ impl Feed {
         }
     }
 
+    /// After the hub dropped events for this feed: alerts again from the
+    /// database, and each patient's current NEWS2 (samples are simply
+    /// superseded by the next ones).
     async fn catch_up(&mut self) -> Flow {
         let patients: Vec<Uuid> = self.patients.iter().copied().collect();
-        if self.replay(self.last_seq, &patients).await {
-            Flow::Continue
-        } else {
-            Flow::Close("send_failed")
+        self.queue_news2(&patients).await;
+        match self
+            .replay(self.last_seq.saturating_sub(REPLAY_MARGIN), &patients)
+            .await
+        {
+            Ok(()) => Flow::Continue,
+            Err(reason) => Flow::Close(reason),
+        }
+    }
+
+    /// Queues the current NEWS2 of `patients` (from the database) to go
+    /// out with the next samples. Best effort: on a database error the
+    /// next change sends it.
+    async fn queue_news2(&mut self, patients: &[Uuid]) {
+        let db = self.state.db();
+        let since = Utc::now() - chrono::Duration::hours(1);
+        let Ok((mut latest, scales)) = futures::try_join!(
+            queries::latest_for_patients(db, patients, since),
+            alert_store::spo2_scales_for(db, patients),
+        ) else {
+            return;
+        };
+        for patient in patients {
+            let values = latest.remove(patient).unwrap_or_default();
+            let scale = scales
+                .iter()
+                .find(|(p, _)| p == patient)
+                .map_or(1, |(_, s)| *s);
+            let score = bedside_alerts::news2::score(
+                &bedside_alerts::engine::observations(&values),
+                bedside_alerts::news2::SpO2Scale::from_number(scale),
+            );
+            self.pending_news2
+                .insert(*patient, (Arc::new(score), scale));
         }
     }
 

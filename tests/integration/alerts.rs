@@ -434,3 +434,60 @@ async fn a_long_lived_evaluator_follows_a_clinicians_threshold_and_spo2_scale_at
         "the alert records the scale it was scored on"
     );
 }
+
+#[tokio::test]
+async fn a_reading_judged_on_arrival_never_alerts_a_patient_it_did_not_belong_to() {
+    use bedside_records::domain::{DeviceKind, Serial};
+    let (db, _) = fresh_database().await;
+    partitions::maintain(&db, Utc::now(), Duration::days(30), Duration::days(7))
+        .await
+        .unwrap();
+    let before = crate::support::new_patient(&db, "EV-1").await.id;
+    let after = crate::support::new_patient(&db, "EV-2").await.id;
+    let device = bedside_records::devices::provision(
+        &db,
+        &Serial::parse("OX-EVIDENCE").unwrap(),
+        DeviceKind::PulseOximeter,
+        Some(before),
+    )
+    .await
+    .unwrap()
+    .device
+    .id;
+    // The oximeter moves to another patient; the gateway's copy of the
+    // assignments has not heard yet and attributes a reading to the first.
+    bedside_records::devices::assign(&db, device, after)
+        .await
+        .unwrap();
+    let arrived = |patient: bedside_records::ids::PatientId| NewReading {
+        time: Utc::now(),
+        device_id: device.0,
+        metric: Metric::Spo2,
+        patient_id: patient.0,
+        value: 80.0,
+    };
+    let mut evaluator = engine::Evaluator::new(EngineSettings::default());
+    let misattributed = evaluator
+        .evaluate(&db, &[arrived(before)], engine::Source::Arrived)
+        .await
+        .unwrap();
+    assert!(misattributed.transitions.is_empty(), "{misattributed:?}");
+    assert!(
+        store::live_for_patients(&db, &[before.0])
+            .await
+            .unwrap()
+            .is_empty(),
+        "no alert for the device's previous patient"
+    );
+    // Attributed to the patient who has the device, the same reading alerts.
+    let rightful = evaluator
+        .evaluate(&db, &[arrived(after)], engine::Source::Arrived)
+        .await
+        .unwrap();
+    let rules: Vec<&str> = rightful
+        .transitions
+        .iter()
+        .map(|t| t.alert.rule.as_str())
+        .collect();
+    assert!(rules.contains(&"threshold:spo2"), "{rules:?}");
+}

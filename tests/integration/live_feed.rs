@@ -130,6 +130,10 @@ async fn a_published_reading_and_its_alert_reach_the_clinicians_feed() {
         .await;
         if m["type"] == "sample" {
             sample = Some(m);
+        } else if m["type"] == "news2" && m["total"] == 0 {
+            // Subscribing also sends each patient's NEWS2 as it stands: none
+            // of the seven parameters measured yet.
+            assert_eq!(m["missing"].as_array().unwrap().len(), 7, "{m}");
         } else if m["type"] == "news2" {
             news2 = Some(m);
         } else if m["alert"]["rule"] == "threshold:spo2" {

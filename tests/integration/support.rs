@@ -53,3 +53,25 @@ pub(crate) async fn audit_rows(
 pub(crate) async fn json(response: Response) -> Value {
     response.json().await.expect("a JSON body")
 }
+
+/// A patient with made-up details (`mrn` must be unique in the database).
+pub(crate) async fn new_patient(
+    db: &sqlx::PgPool,
+    mrn: &str,
+) -> bedside_records::patients::Patient {
+    use bedside_records::domain::{BirthDate, BoundedText, Mrn, Sex};
+    bedside_records::patients::create(
+        db,
+        &bedside_records::patients::PatientDetails {
+            mrn: Mrn::parse(mrn).unwrap(),
+            given_name: BoundedText::parse("given_name", "Gina", 50).unwrap(),
+            family_name: BoundedText::parse("family_name", "Gateway", 50).unwrap(),
+            birth_date: BirthDate::parse("1950-01-01").unwrap(),
+            sex: Sex::Female,
+            email: None,
+            phone: None,
+        },
+    )
+    .await
+    .unwrap()
+}

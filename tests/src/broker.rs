@@ -222,7 +222,6 @@ pub async fn publish(port: u16, user: &str, password: &str, topic: &str, payload
         .success()
 }
 
-/// `mosquitto_pub` at QoS 1 to `topic` as `user`; the caller adds the message.
 /// Like [`publish`], retained: the broker keeps it and hands it to every
 /// new subscriber (as devices publish their `online` status).
 pub async fn publish_retained(
@@ -240,6 +239,7 @@ pub async fn publish_retained(
         .success()
 }
 
+/// `mosquitto_pub` at QoS 1 to `topic` as `user`; the caller adds the message.
 fn mosquitto_pub(port: u16, user: &str, password: &str, topic: &str) -> Command {
     let mut command = Command::new("mosquitto_pub");
     command

@@ -15,7 +15,8 @@ CREATE TABLE patient_news2_settings (
 -- no query. Whatever changes them (a clinician in any Bedside process, an
 -- admin in psql) announces the patient on `bedside_alert_inputs`, and the
 -- engine forgets that patient and reads them again on their next reading.
--- The engine's own new alerts need no notice: it records them itself.
+-- New alerts are announced too: with several Bedside processes (a shared
+-- subscription), each must learn of the others' alerts.
 CREATE FUNCTION notify_alert_inputs() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
@@ -30,5 +31,5 @@ CREATE TRIGGER alert_thresholds_notify AFTER INSERT OR UPDATE OR DELETE ON alert
     FOR EACH ROW EXECUTE FUNCTION notify_alert_inputs();
 CREATE TRIGGER patient_news2_settings_notify AFTER INSERT OR UPDATE OR DELETE ON patient_news2_settings
     FOR EACH ROW EXECUTE FUNCTION notify_alert_inputs();
-CREATE TRIGGER alerts_notify AFTER UPDATE ON alerts
+CREATE TRIGGER alerts_notify AFTER INSERT OR UPDATE ON alerts
     FOR EACH ROW EXECUTE FUNCTION notify_alert_inputs();

@@ -277,6 +277,19 @@ pub async fn events_since(
     .await?)
 }
 
+/// Each given alert's newest event number, as (alert, seq).
+///
+/// # Errors
+/// When the database fails.
+pub async fn newest_events(db: &PgPool, alerts: &[Uuid]) -> crate::Result<Vec<(Uuid, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT alert_id, max(seq) FROM alert_events WHERE alert_id = ANY($1) GROUP BY alert_id",
+    )
+    .bind(alerts)
+    .fetch_all(db)
+    .await?)
+}
+
 /// The newest event number (0 when none): a feed snapshot's position.
 ///
 /// # Errors
@@ -367,6 +380,33 @@ pub async fn stale_open(db: &PgPool, cutoff: DateTime<Utc>) -> crate::Result<Vec
     .bind(cutoff)
     .fetch_all(db)
     .await?)
+}
+
+/// Whether every (device, time) of `evidence` falls in an assignment of
+/// that device to `patient` (the assignment history of the records crate).
+///
+/// # Errors
+/// When the database fails.
+pub async fn evidence_holds(
+    tx: &mut PgConnection,
+    patient: Uuid,
+    evidence: &[(Uuid, DateTime<Utc>)],
+) -> crate::Result<bool> {
+    let devices: Vec<Uuid> = evidence.iter().map(|e| e.0).collect();
+    let times: Vec<DateTime<Utc>> = evidence.iter().map(|e| e.1).collect();
+    Ok(sqlx::query_scalar(
+        "SELECT bool_and(EXISTS (
+                    SELECT 1 FROM device_assignments a
+                    WHERE a.device_id = e.device AND a.patient_id = $1
+                      AND a.assigned_from <= e.time AND (a.assigned_to IS NULL OR e.time < a.assigned_to)))
+         FROM unnest($2::uuid[], $3::timestamptz[]) AS e(device, time)",
+    )
+    .bind(patient)
+    .bind(devices)
+    .bind(times)
+    .fetch_one(&mut *tx)
+    .await
+    .map(|holds: Option<bool>| holds.unwrap_or(true))?)
 }
 
 /// The SpO2 scale (1 or 2) of those of `patients` who have one set; the

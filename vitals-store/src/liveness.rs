@@ -100,8 +100,8 @@ pub async fn announce(
     Ok(changed.unwrap_or(false))
 }
 
-/// Records battery levels as (device, percent, measured at); an older
-/// level than the one held is ignored. Devices must have a status row
+/// Records battery levels as (device, percent, measured at): per device
+/// the newest, and only if newer than the one held. Devices must have a status row
 /// already (a message from them was [`seen`] first).
 ///
 /// # Errors
@@ -113,6 +113,18 @@ pub async fn battery(
     if levels.is_empty() {
         return Ok(());
     }
+    // One row per device, its newest level: an UPDATE … FROM with a device
+    // twice would apply either row.
+    let mut newest: std::collections::HashMap<Uuid, (f64, DateTime<Utc>)> =
+        std::collections::HashMap::new();
+    for &(device, percent, at) in levels {
+        let slot = newest.entry(device).or_insert((percent, at));
+        if at > slot.1 {
+            *slot = (percent, at);
+        }
+    }
+    let levels: Vec<(Uuid, f64, DateTime<Utc>)> =
+        newest.into_iter().map(|(d, (p, at))| (d, p, at)).collect();
     let devices: Vec<Uuid> = levels.iter().map(|l| l.0).collect();
     let percents: Vec<f32> = levels.iter().map(|l| l.1 as f32).collect();
     let times: Vec<DateTime<Utc>> = levels.iter().map(|l| l.2).collect();

@@ -19,6 +19,10 @@ pub struct Latest {
     pub time: DateTime<Utc>,
     /// Value in the canonical unit.
     pub value: f64,
+    /// The device that measured it.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub device_id: Uuid,
 }
 
 /// The latest value of every metric of a patient measured since `since`.
@@ -51,8 +55,8 @@ pub async fn latest_for_patients(
     if patients.is_empty() {
         return Ok(latest);
     }
-    let rows: Vec<(Uuid, String, DateTime<Utc>, f64)> = sqlx::query_as(
-        "SELECT patient_id, metric, time, value FROM vitals_latest
+    let rows: Vec<(Uuid, String, DateTime<Utc>, f64, Uuid)> = sqlx::query_as(
+        "SELECT patient_id, metric, time, value, device_id FROM vitals_latest
          WHERE patient_id = ANY($1) AND time >= $2
          ORDER BY patient_id, metric",
     )
@@ -60,12 +64,13 @@ pub async fn latest_for_patients(
     .bind(since)
     .fetch_all(db)
     .await?;
-    for (patient, name, time, value) in rows {
+    for (patient, name, time, value, device_id) in rows {
         if let Some(metric) = Metric::from_name(&name) {
             latest.entry(patient).or_default().push(Latest {
                 metric,
                 time,
                 value,
+                device_id,
             });
         }
     }

@@ -263,7 +263,7 @@ export class LiveFeed {
       case 'error': {
         const e = m as unknown as FeedError;
         // Codes that close the socket: remember why, the close event decides what next.
-        if (['unauthenticated', 'hello_required', 'unsupported_version', 'too_slow', 'send_failed', 'shutting_down'].includes(e.code)) {
+        if (['unauthenticated', 'hello_required', 'unsupported_version', 'too_slow', 'replay_failed', 'send_failed', 'shutting_down'].includes(e.code)) {
           this.closeReason = e.code;
         } else {
           this.handlers.error?.(e);

@@ -23,12 +23,17 @@ use crate::rules::{self, Action, Condition, Live, Severity, Status, Threshold};
 pub struct EngineSettings {
     /// NEWS2 uses each parameter's latest reading no older than this.
     pub news2_freshness: Duration,
+    /// Other Bedside processes store readings too (gateways sharing a
+    /// subscription): NEWS2 merges the database's latest values in before
+    /// it moves an alert. A single gateway sees every reading itself.
+    pub shared_stream: bool,
 }
 
 impl Default for EngineSettings {
     fn default() -> Self {
         Self {
             news2_freshness: Duration::hours(1),
+            shared_stream: false,
         }
     }
 }
@@ -87,15 +92,23 @@ pub async fn apply_all(
     }
     changes.sort_by(|a, b| (a.patient, &a.rule).cmp(&(b.patient, &b.rule)));
     let mut tx = db.begin().await?;
+    // A reading judged on arrival was attributed from the gateway's copy of
+    // the assignments, which a reassignment may have outdated by a few
+    // milliseconds: never raise or move an alert for a patient on a reading
+    // that was not theirs. (One query for every change's evidence.)
+    let evidence: Vec<(usize, Uuid, Uuid, DateTime<Utc>)> = changes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| {
+            c.evidence
+                .iter()
+                .map(move |(device, time)| (i, c.patient, *device, *time))
+        })
+        .collect();
+    let unfounded = store::unfounded(&mut tx, &evidence).await?;
     let mut events = Vec::new();
-    for change in &changes {
-        // A reading judged on arrival was attributed from the gateway's copy
-        // of the assignments, which a reassignment may have outdated by a
-        // few milliseconds: never raise or move an alert for a patient on a
-        // reading that was not theirs.
-        if !change.evidence.is_empty()
-            && !store::evidence_holds(&mut tx, change.patient, &change.evidence).await?
-        {
+    for (i, change) in changes.iter().enumerate() {
+        if unfounded.contains(&i) {
             continue;
         }
         let live = store::live_for_update(&mut tx, change.patient, &change.rule).await?;
@@ -349,7 +362,7 @@ impl Evaluator {
         // alert, merge in the database's latest values and judge again.
         let rescore: Vec<Uuid> = to_apply
             .iter()
-            .filter(|c| c.rule == "news2")
+            .filter(|c| self.settings.shared_stream && c.rule == "news2")
             .map(|c| c.patient)
             .collect();
         if !rescore.is_empty() {

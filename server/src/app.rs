@@ -290,8 +290,13 @@ async fn start_ingest(
             arrived: Some(arrived_tx),
         },
     ));
+    let engine_settings = bedside_alerts::engine::EngineSettings {
+        shared_stream: ingest.shared_group.is_some(),
+        ..Default::default()
+    };
     let engine = tokio::spawn(alert_engine(
         state.clone(),
+        engine_settings,
         committed_rx,
         arrived_rx,
         EngineMetrics::register(registry),
@@ -333,14 +338,15 @@ async fn start_ingest(
 /// Ends when the gateway does (its senders are dropped).
 async fn alert_engine(
     state: AppState,
+    settings: bedside_alerts::engine::EngineSettings,
     mut committed: tokio::sync::mpsc::Receiver<bedside_device_gateway::gateway::Committed>,
     mut arrived: tokio::sync::mpsc::Receiver<Vec<bedside_vitals_store::store::NewReading>>,
     metrics: EngineMetrics,
 ) {
-    use bedside_alerts::engine::{EngineSettings, Evaluator, Source};
+    use bedside_alerts::engine::{Evaluator, Source};
     use bedside_signaling::live::LiveEvent;
     use bedside_vitals_store::changes;
-    let mut evaluator = Evaluator::new(EngineSettings::default());
+    let mut evaluator = Evaluator::new(settings);
     let mut forget = changes::listen(state.db().clone(), changes::ALERT_INPUTS);
     let mut reassigned = changes::listen(state.db().clone(), changes::DEVICE_ASSIGNMENTS);
     let mut arriving = true;

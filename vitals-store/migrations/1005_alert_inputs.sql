@@ -15,8 +15,12 @@ CREATE TABLE patient_news2_settings (
 -- no query. Whatever changes them (a clinician in any Bedside process, an
 -- admin in psql) announces the patient on `bedside_alert_inputs`, and the
 -- engine forgets that patient and reads them again on their next reading.
--- New alerts are announced too: with several Bedside processes (a shared
--- subscription), each must learn of the others' alerts.
+-- Of the alerts, only what people do is announced (acknowledging, resolving
+-- by hand): the engine records its own transitions itself, and a notice for
+-- each would have it re-read the patient on the very path an alert takes.
+-- (With several Bedside processes, one's copy may then miss another's
+-- transition; every transition is decided again under the alert's row lock,
+-- so that costs a query, and the copy is re-read, never a wrong alert.)
 CREATE FUNCTION notify_alert_inputs() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
@@ -31,5 +35,8 @@ CREATE TRIGGER alert_thresholds_notify AFTER INSERT OR UPDATE OR DELETE ON alert
     FOR EACH ROW EXECUTE FUNCTION notify_alert_inputs();
 CREATE TRIGGER patient_news2_settings_notify AFTER INSERT OR UPDATE OR DELETE ON patient_news2_settings
     FOR EACH ROW EXECUTE FUNCTION notify_alert_inputs();
-CREATE TRIGGER alerts_notify AFTER INSERT OR UPDATE ON alerts
-    FOR EACH ROW EXECUTE FUNCTION notify_alert_inputs();
+CREATE TRIGGER alerts_notify AFTER UPDATE ON alerts
+    FOR EACH ROW
+    WHEN (NEW.acknowledged_by IS DISTINCT FROM OLD.acknowledged_by
+          OR NEW.resolved_by IS DISTINCT FROM OLD.resolved_by)
+    EXECUTE FUNCTION notify_alert_inputs();

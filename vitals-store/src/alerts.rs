@@ -382,31 +382,38 @@ pub async fn stale_open(db: &PgPool, cutoff: DateTime<Utc>) -> crate::Result<Vec
     .await?)
 }
 
-/// Whether every (device, time) of `evidence` falls in an assignment of
-/// that device to `patient` (the assignment history of the records crate).
+/// Of `evidence` as (index, patient, device, time), the indexes with some
+/// (device, time) outside every assignment of that device to that patient
+/// (the assignment history of the records crate).
 ///
 /// # Errors
 /// When the database fails.
-pub async fn evidence_holds(
+pub async fn unfounded(
     tx: &mut PgConnection,
-    patient: Uuid,
-    evidence: &[(Uuid, DateTime<Utc>)],
-) -> crate::Result<bool> {
-    let devices: Vec<Uuid> = evidence.iter().map(|e| e.0).collect();
-    let times: Vec<DateTime<Utc>> = evidence.iter().map(|e| e.1).collect();
-    Ok(sqlx::query_scalar(
-        "SELECT bool_and(EXISTS (
-                    SELECT 1 FROM device_assignments a
-                    WHERE a.device_id = e.device AND a.patient_id = $1
-                      AND a.assigned_from <= e.time AND (a.assigned_to IS NULL OR e.time < a.assigned_to)))
-         FROM unnest($2::uuid[], $3::timestamptz[]) AS e(device, time)",
+    evidence: &[(usize, Uuid, Uuid, DateTime<Utc>)],
+) -> crate::Result<std::collections::BTreeSet<usize>> {
+    if evidence.is_empty() {
+        return Ok(std::collections::BTreeSet::new());
+    }
+    let indexes: Vec<i64> = evidence.iter().map(|e| e.0 as i64).collect();
+    let patients: Vec<Uuid> = evidence.iter().map(|e| e.1).collect();
+    let devices: Vec<Uuid> = evidence.iter().map(|e| e.2).collect();
+    let times: Vec<DateTime<Utc>> = evidence.iter().map(|e| e.3).collect();
+    let failing: Vec<i64> = sqlx::query_scalar(
+        "SELECT DISTINCT e.i FROM unnest($1::bigint[], $2::uuid[], $3::uuid[], $4::timestamptz[])
+                AS e(i, patient, device, time)
+         WHERE NOT EXISTS (
+             SELECT 1 FROM device_assignments a
+             WHERE a.device_id = e.device AND a.patient_id = e.patient
+               AND a.assigned_from <= e.time AND (a.assigned_to IS NULL OR e.time < a.assigned_to))",
     )
-    .bind(patient)
+    .bind(indexes)
+    .bind(patients)
     .bind(devices)
     .bind(times)
-    .fetch_one(&mut *tx)
-    .await
-    .map(|holds: Option<bool>| holds.unwrap_or(true))?)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(failing.into_iter().map(|i| i as usize).collect())
 }
 
 /// The SpO2 scale (1 or 2) of those of `patients` who have one set; the

@@ -112,8 +112,9 @@ wait_for_port() {
 # the latency spikes checkpoints cause. The default 128 MB of shared buffers
 # cannot hold the hot pages of the readings' two indexes once a few million
 # readings are stored; 1 GB can. Durability settings stay at their safe
-# defaults (fsync, synchronous_commit, full_page_writes on).
-BEDSIDE_PG_SETTINGS="-c shared_buffers=1GB -c wal_compression=lz4 -c max_wal_size=4GB -c checkpoint_timeout=15min"
+# defaults (fsync, synchronous_commit, full_page_writes on). Lock waits
+# longer than a second are logged: none belongs on the ingest path.
+BEDSIDE_PG_SETTINGS="-c shared_buffers=1GB -c wal_compression=lz4 -c max_wal_size=4GB -c checkpoint_timeout=15min -c log_lock_waits=on"
 
 # start_postgres DIR PORT: a private cluster in DIR (initdb on first use),
 # run as the postgres user because PostgreSQL refuses root. Trust auth on

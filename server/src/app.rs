@@ -37,10 +37,22 @@ pub struct Application {
 /// # Errors
 /// When the database cannot be reached.
 pub async fn connect(config: &Config) -> anyhow::Result<PgPool> {
+    use std::str::FromStr as _;
+    let options = sqlx::postgres::PgConnectOptions::from_str(&config.database.url)
+        .with_context(|| {
+            format!(
+                "bad database URL {}",
+                crate::config::redacted_url(&config.database.url)
+            )
+        })?
+        // No statement of Bedside's waits for a lock for long; one that
+        // waits 10 s fails (and is retried) instead of holding the ingest
+        // path, the alert engine and the pool behind it indefinitely.
+        .options([("lock_timeout", "10s")]);
     PgPoolOptions::new()
         .max_connections(config.database.max_connections)
         .acquire_timeout(Duration::from_secs(config.database.acquire_timeout_secs))
-        .connect(&config.database.url)
+        .connect_with(options)
         .await
         .with_context(|| {
             format!(

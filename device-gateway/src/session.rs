@@ -52,6 +52,19 @@ pub(crate) struct Message {
     qos: u8,
 }
 
+impl Message {
+    /// A message that has just arrived.
+    fn arrived(topic: String, payload: Bytes, pkid: u16, qos: u8) -> Self {
+        Self {
+            topic,
+            payload,
+            received_at: chrono::Utc::now(),
+            pkid,
+            qos,
+        }
+    }
+}
+
 /// What the event loop reports.
 #[derive(Debug)]
 pub(crate) enum SessionEvent {
@@ -128,13 +141,9 @@ impl EventLoop {
                 use rumqttc::{Event, Packet};
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => SessionEvent::Connected,
-                    Ok(Event::Incoming(Packet::Publish(p))) => SessionEvent::Message(Message {
-                        topic: p.topic,
-                        payload: p.payload,
-                        received_at: chrono::Utc::now(),
-                        pkid: p.pkid,
-                        qos: p.qos as u8,
-                    }),
+                    Ok(Event::Incoming(Packet::Publish(p))) => SessionEvent::Message(
+                        Message::arrived(p.topic, p.payload, p.pkid, p.qos as u8),
+                    ),
                     Ok(_) => SessionEvent::Other,
                     Err(error) => SessionEvent::Failed(error.to_string()),
                 }
@@ -144,14 +153,15 @@ impl EventLoop {
                 use rumqttc::v5::mqttbytes::v5::Packet;
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => SessionEvent::Connected,
-                    Ok(Event::Incoming(Packet::Publish(p))) => SessionEvent::Message(Message {
-                        // Topics are UTF-8 by the protocol (the broker checks).
-                        topic: String::from_utf8_lossy(&p.topic).into_owned(),
-                        payload: p.payload,
-                        received_at: chrono::Utc::now(),
-                        pkid: p.pkid,
-                        qos: p.qos as u8,
-                    }),
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        SessionEvent::Message(Message::arrived(
+                            // Topics are UTF-8 by the protocol (the broker checks).
+                            String::from_utf8_lossy(&p.topic).into_owned(),
+                            p.payload,
+                            p.pkid,
+                            p.qos as u8,
+                        ))
+                    }
                     Ok(_) => SessionEvent::Other,
                     Err(error) => SessionEvent::Failed(error.to_string()),
                 }

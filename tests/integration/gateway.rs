@@ -22,6 +22,15 @@ async fn count(db: &PgPool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(db).await.expect("count")
 }
 
+/// Waits until the vitals table holds exactly `rows` rows.
+async fn wait_for_rows(db: &PgPool, rows: i64, what: &'static str, within: Duration) {
+    wait_for(what, within, || {
+        let db = db.clone();
+        async move { (count(&db, "SELECT count(*) FROM vitals").await == rows).then_some(()) }
+    })
+    .await;
+}
+
 /// Gateway settings against a broker from [`Broker::for_registry`], with a
 /// fresh client id so tests never share a session.
 fn settings(port: u16, batch_messages: usize, batch_age: Duration) -> GatewaySettings {
@@ -195,13 +204,11 @@ async fn readings_are_stored_once_bad_ones_rejected_and_nothing_lost_while_away(
         assert!(publish(port, &user, &password, &topic, &reading).await);
     }
     let (stop, handle, _health) = start(&settings, &db);
-    wait_for(
+    wait_for_rows(
+        &db,
+        23,
         "the readings sent while away",
         Duration::from_secs(20),
-        || {
-            let db = db.clone();
-            async move { (count(&db, "SELECT count(*) FROM vitals").await == 23).then_some(()) }
-        },
     )
     .await;
     stop.send(true).unwrap();
@@ -271,11 +278,7 @@ async fn a_database_outage_loses_nothing_and_stores_nothing_twice() {
     for i in 1..20 {
         assert!(publish(port, &user, &password, &topic, &reading(i)).await);
     }
-    wait_for("20 readings", Duration::from_secs(20), || {
-        let db = db.clone();
-        async move { (count(&db, "SELECT count(*) FROM vitals").await == 20).then_some(()) }
-    })
-    .await;
+    wait_for_rows(&db, 20, "20 readings", Duration::from_secs(20)).await;
 
     // The database goes down; the device keeps publishing (the broker holds
     // what the gateway does not acknowledge); the gateway reports it cannot store.
@@ -374,10 +377,12 @@ async fn deliver(
     .await;
     assert!(publish_lines(port, &user, &password, &topic, &packs[1..]).await);
     let expected = packs.len() as i64;
-    wait_for("every pack to be stored", Duration::from_secs(20), || {
-        let db = db.clone();
-        async move { (count(&db, "SELECT count(*) FROM vitals").await == expected).then_some(()) }
-    })
+    wait_for_rows(
+        db,
+        expected,
+        "every pack to be stored",
+        Duration::from_secs(20),
+    )
     .await;
 }
 
@@ -568,10 +573,12 @@ async fn an_mqtt5_gateway_keeps_its_session_and_loses_nothing_while_away() {
         .await
     );
     let (stop, handle, _) = start(&v5, &db);
-    wait_for("the packs sent while away", Duration::from_secs(20), || {
-        let db = db.clone();
-        async move { (count(&db, "SELECT count(*) FROM vitals").await == 40).then_some(()) }
-    })
+    wait_for_rows(
+        &db,
+        40,
+        "the packs sent while away",
+        Duration::from_secs(20),
+    )
     .await;
     stop.send(true).unwrap();
     handle.await.unwrap();
@@ -602,13 +609,11 @@ async fn a_broker_restart_loses_nothing_and_the_gateway_reconnects_by_itself() {
     assert!(publish_lines(broker.port, user, password, &topic, &packs[20..40]).await);
     broker.restart().await;
     let (stop, handle, health_again) = start(&settings, &db);
-    wait_for(
+    wait_for_rows(
+        &db,
+        40,
         "the readings queued across the restart",
         Duration::from_secs(20),
-        || {
-            let db = db.clone();
-            async move { (count(&db, "SELECT count(*) FROM vitals").await == 40).then_some(()) }
-        },
     )
     .await;
     drop(health);
@@ -717,11 +722,7 @@ async fn a_gateway_killed_after_commit_but_before_ack_stores_nothing_twice_on_re
     // A new gateway with the same client id resumes the session: the broker
     // redelivers what was never acknowledged, and the unique key absorbs it.
     let (stop, handle, _) = start(&settings, &db);
-    wait_for("every reading", Duration::from_secs(20), || {
-        let db = db.clone();
-        async move { (count(&db, "SELECT count(*) FROM vitals").await == 30).then_some(()) }
-    })
-    .await;
+    wait_for_rows(&db, 30, "every reading", Duration::from_secs(20)).await;
     stop.send(true).unwrap();
     handle.await.unwrap();
     assert_eq!(

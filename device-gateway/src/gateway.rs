@@ -4,12 +4,24 @@
 //! ```text
 //!  broker ──publish──▶ [poll task] ──channel (bounded)──▶ [batch task] ──▶ PostgreSQL
 //!     ▲                                                       │ commit
-//!     └──────────────────────── PUBACK ◀──────────────────────┘
+//!     └──── PUBACK ◀── [ack task] ◀──queue (unbounded)────────┘
 //! ```
 //!
 //! - The poll task only drives rumqttc's event loop and forwards publishes:
 //!   a task that both polls and acks can deadlock when the request channel
 //!   fills (rumqtt issue 1025).
+//! - Acknowledgements go through their own task, so the batch task never
+//!   waits on rumqttc's request channel. That channel is drained only by the
+//!   poll task, which may itself be waiting for the batch task to take
+//!   messages: if the batch task also waited there, the two would stop for
+//!   good. That is not only theory: rumqttc's event loop sends at most one
+//!   acknowledgement per turn while it reads up to ten messages, and a
+//!   broker that sends beyond its in-flight window (Mosquitto 2.0.11, the
+//!   version in Debian 12, does under a backlog; fixed upstream in 2.0.13,
+//!   "various fixes around inflight quota management") fills both channels.
+//!   `bedside_ingest_unacknowledged_messages` shows how many messages the
+//!   gateway holds unacknowledged, which a broker that keeps its window
+//!   bounds by `max_inflight_messages`.
 //! - The batch task closes a batch on size, or on age when nothing more is
 //!   queued, and hands it to a commit task that decodes each message,
 //!   resolves which patient each reading belongs to, and stores the
@@ -42,10 +54,9 @@ use crate::metrics::IngestMetrics;
 use crate::senml::{self, Format, Limits};
 use crate::session::{self, Client, Message, Protocol, SessionEvent};
 
-/// Capacity of the channels between the MQTT event loop and the batch task
-/// (see `run`): above the largest in-flight window a broker grants (65,535
-/// is MQTT's own limit on packet ids).
-const QUEUE_CAPACITY: usize = 65_536;
+/// The server's [`GatewaySettings::queue_capacity`]: above the largest
+/// in-flight window a broker grants (65,535 is MQTT's own limit on packet ids).
+pub const QUEUE_CAPACITY: usize = 65_536;
 
 /// The topic filter for readings.
 pub const VITALS_FILTER: &str = "bedside/v1/devices/+/vitals";
@@ -120,6 +131,11 @@ pub struct GatewaySettings {
     /// this must fit the broker's in-flight window, or the broker stops
     /// sending while batches commit.
     pub concurrent_batches: usize,
+    /// Messages the poll task may hand ahead of the batch task, and
+    /// acknowledgements rumqttc's request channel may hold
+    /// ([`QUEUE_CAPACITY`] in the server; tests make it small to show that
+    /// full channels slow the gateway down without stopping it).
+    pub queue_capacity: usize,
     /// Payload and time limits for decoding.
     pub limits: Limits,
     /// Most bytes of a refused payload kept in `rejected_messages`.
@@ -189,12 +205,12 @@ pub async fn run(
 ) {
     let Outlets { committed, arrived } = outlets;
     let filters = filters(settings.shared_group.as_deref());
-    // Neither channel may fill: if the poll task waited on a full channel
-    // to the batch task while the batch task waited to queue acks for the
-    // event loop that only the poll task drains, both would stop (the shape
-    // of rumqtt issue 1025). The broker never has more than its in-flight
-    // window of unacknowledged messages out to us, which bounds both;
-    // QUEUE_CAPACITY is far above any window a broker grants.
+    // The poll task waits when the batch task falls `queue_capacity` messages
+    // behind (it then stops reading, and TCP pushes back on the broker);
+    // the batch task waits only for commits, never for the poll task (its
+    // acknowledgements go to the ack task), so the two cannot wait on each
+    // other. A broker that keeps its in-flight window never lets either
+    // channel get near full.
     let (client, mut eventloop) = session::session(session::Endpoint {
         protocol: settings.protocol,
         client_id: &settings.client_id,
@@ -204,11 +220,11 @@ pub async fn run(
         password: &settings.password,
         tls: settings.tls.clone(),
         max_packet_bytes: settings.limits.max_payload_bytes + 1024,
-        queue: QUEUE_CAPACITY,
+        queue: settings.queue_capacity.max(1),
     });
     // Each message travels with the moment it arrived: a batch's age counts
     // from its first message's arrival, not from when the batch task got to it.
-    let (tx, rx) = mpsc::channel::<(Message, Instant)>(QUEUE_CAPACITY);
+    let (tx, rx) = mpsc::channel::<(Message, Instant)>(settings.queue_capacity.max(1));
 
     // The early look has its own bounded queue that the poll task never
     // waits on: a message that finds it full just skips the early look.
@@ -224,6 +240,7 @@ pub async fn run(
         early_tx
     });
     let early_skipped = settings.metrics.early_skipped.clone();
+    let unacknowledged = settings.metrics.unacknowledged.clone();
     let poll_client = client.clone();
     let poll_health = health.clone();
     let mut poll_shutdown = shutdown.clone();
@@ -248,6 +265,7 @@ pub async fn run(
                     }
                 }
                 SessionEvent::Message(message) => {
+                    unacknowledged.inc();
                     if let Some(early) = &early
                         && early.try_send(message.clone()).is_err()
                     {
@@ -268,10 +286,16 @@ pub async fn run(
         }
     });
 
+    let (acks, ack_queue) = mpsc::unbounded_channel();
+    let acker = tokio::spawn(acknowledge_in_order(
+        client,
+        ack_queue,
+        settings.metrics.unacknowledged.clone(),
+    ));
     let mut batcher = Batcher {
         settings: Arc::new(settings),
         db,
-        client,
+        acks,
         health,
         pending: Vec::new(),
         opened: None,
@@ -280,7 +304,31 @@ pub async fn run(
         committed,
     };
     batcher.run(&mut shutdown).await;
+    // The batch task's acknowledgements are queued for the event loop before
+    // it stops (any it has not sent yet are redelivered and absorbed).
+    drop(batcher);
+    let _ = acker.await;
     poller.abort();
+}
+
+/// Hands acknowledgements to the event loop in the order they were queued
+/// (MQTT wants them in the order the messages arrived), waiting for room in
+/// its request channel: this task alone ever waits there.
+async fn acknowledge_in_order(
+    client: Client,
+    mut queue: mpsc::UnboundedReceiver<Message>,
+    unacknowledged: prometheus::IntGauge,
+) {
+    let mut chunk = Vec::with_capacity(1024);
+    while queue.recv_many(&mut chunk, 1024).await > 0 {
+        for message in chunk.drain(..) {
+            if let Err(error) = client.ack(&message).await {
+                // The broker will redeliver; the unique key absorbs it.
+                tracing::warn!(%error, "cannot acknowledge a message");
+            }
+            unacknowledged.dec();
+        }
+    }
 }
 
 /// Resolves once shutdown is signalled (holding no lock guard across awaits).
@@ -297,7 +345,8 @@ struct Stored {
 struct Batcher {
     settings: Arc<GatewaySettings>,
     db: PgPool,
-    client: Client,
+    /// Messages to acknowledge, in order, to the ack task (never waits).
+    acks: mpsc::UnboundedSender<Message>,
     health: Health,
     pending: Vec<Message>,
     opened: Option<Instant>,
@@ -408,10 +457,9 @@ impl Batcher {
             let _ = committed.send(changes).await;
         }
         for message in messages {
-            if let Err(error) = self.client.ack(&message).await {
-                // The broker will redeliver; the unique key absorbs it.
-                tracing::warn!(%error, "cannot acknowledge a message");
-            }
+            // Fails only once the ack task is gone (shutdown): the broker
+            // then redelivers, and the unique key absorbs it.
+            let _ = self.acks.send(message);
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The gateway's Prometheus metrics. Labels are reason codes and outcomes,
 //! never device or patient ids (no patient data in metric labels).
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Counters and timings of the ingest path.
 #[derive(Debug, Clone)]
@@ -26,6 +26,10 @@ pub struct IngestMetrics {
     /// behind, or the database could not say whose they were): their
     /// alerts come after their batch commits.
     pub early_skipped: IntCounter,
+    /// Messages received and not yet acknowledged to the broker (waiting
+    /// for a batch, committing, or their acknowledgement queued). A broker
+    /// that keeps its in-flight window bounds this by that window.
+    pub unacknowledged: IntGauge,
 }
 
 impl IngestMetrics {
@@ -91,6 +95,11 @@ impl IngestMetrics {
                 "Messages whose alerts waited for their batch to commit (early look skipped)",
             )
             .expect("valid metric"),
+            unacknowledged: IntGauge::new(
+                "bedside_ingest_unacknowledged_messages",
+                "Messages received from the broker and not yet acknowledged",
+            )
+            .expect("valid metric"),
         };
         for collector in [
             Box::new(metrics.messages.clone()) as Box<dyn prometheus::core::Collector>,
@@ -102,6 +111,7 @@ impl IngestMetrics {
             Box::new(metrics.commit_seconds.clone()),
             Box::new(metrics.batch_messages.clone()),
             Box::new(metrics.early_skipped.clone()),
+            Box::new(metrics.unacknowledged.clone()),
         ] {
             let _ = registry.register(collector);
         }

@@ -278,6 +278,7 @@ async fn start_ingest(
         batch_messages: ingest.batch_messages,
         batch_age: Duration::from_millis(ingest.batch_age_ms),
         concurrent_batches: ingest.concurrent_batches,
+        queue_capacity: gateway::QUEUE_CAPACITY,
         limits: bedside_device_gateway::senml::Limits {
             max_payload_bytes: ingest.max_payload_bytes,
             max_records: ingest.max_records,

@@ -43,6 +43,7 @@ fn settings(port: u16, batch_messages: usize, batch_age: Duration) -> GatewaySet
         batch_messages,
         batch_age,
         concurrent_batches: 2,
+        queue_capacity: gateway::QUEUE_CAPACITY,
         tls: None,
         shared_group: None,
         protocol: Protocol::V311,
@@ -384,6 +385,43 @@ async fn deliver(
         Duration::from_secs(20),
     )
     .await;
+}
+
+/// A broker that does not wait for acknowledgements (no in-flight window,
+/// as Mosquitto 2.0.11 behaves under a backlog) floods the gateway far
+/// beyond its channels. The gateway must slow down, not stop: its batch
+/// task once waited on rumqttc's full request channel for acknowledgements
+/// that only the poll task drains, while the poll task waited on the batch
+/// task's full channel, and ingest froze for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_sending_beyond_its_window_slows_the_gateway_but_never_stops_it() {
+    let (db, _) = fresh_database().await;
+    let (device, _) = ingest_fixture(&db, "GW-FLOOD", 0).await;
+    // 3000 packs a tenth of a millisecond apart (a second apart would reach beyond the
+    // gateway's limit on future times).
+    let t = chrono::Utc::now().timestamp() + 1;
+    let packs: Vec<String> = (0..3000)
+        .map(|i| format!(r#"[{{"bt":{t}.{i:04},"n":"heart_rate","u":"/min","v":70}}]"#))
+        .collect();
+    let broker = Broker::for_registry_with(&db, "max_inflight_messages 0\n").await;
+    let mut flood = settings(broker.port, 50, Duration::from_millis(20));
+    flood.queue_capacity = 16;
+    let metrics = flood.metrics.clone();
+    let (stop, handle, _) = start(&flood, &db);
+    deliver(&db, broker.port, &device, &packs).await;
+    // Every message was acknowledged once stored (none is left held).
+    wait_for(
+        "every message to be acknowledged",
+        Duration::from_secs(20),
+        || {
+            let held = metrics.unacknowledged.get();
+            async move { (held == 0).then_some(()) }
+        },
+    )
+    .await;
+    stop.send(true).unwrap();
+    handle.await.unwrap();
+    broker.stop().await;
 }
 
 #[tokio::test]

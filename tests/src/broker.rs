@@ -39,10 +39,17 @@ impl Broker {
     /// # Panics
     /// As [`Broker::start`].
     pub async fn start_on(port: u16, password_file: &Path, acl_file: &Path) -> Self {
-        Self::start_with(port, password_file, acl_file, false).await
+        Self::start_with(port, password_file, acl_file, false, "").await
     }
 
-    async fn start_with(port: u16, password_file: &Path, acl_file: &Path, tls: bool) -> Self {
+    /// `extra`: configuration lines appended to the broker's settings.
+    async fn start_with(
+        port: u16,
+        password_file: &Path,
+        acl_file: &Path,
+        tls: bool,
+        extra: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let config = dir.path().join("mosquitto.conf");
         // `user root` keeps a broker started by root from switching to the
@@ -52,6 +59,7 @@ impl Broker {
             password_file.display(),
             acl_file.display()
         );
+        text.push_str(extra);
         let tls = tls.then(|| {
             let (cert, key, ca) = test_certificates(dir.path());
             let tls_port = crate::free_port();
@@ -83,7 +91,17 @@ impl Broker {
     /// # Panics
     /// As [`Broker::start`], or when the database fails.
     pub async fn for_registry(db: &sqlx::PgPool, port: Option<u16>) -> Self {
-        Self::registry_broker(db, port, false).await
+        Self::registry_broker(db, port, false, "").await
+    }
+
+    /// [`Broker::for_registry`] with `extra` configuration lines (for
+    /// example `max_inflight_messages 0\n`, a broker that sends without
+    /// waiting for acknowledgements).
+    ///
+    /// # Panics
+    /// As [`Broker::for_registry`].
+    pub async fn for_registry_with(db: &sqlx::PgPool, extra: &str) -> Self {
+        Self::registry_broker(db, None, false, extra).await
     }
 
     /// [`Broker::for_registry`] with a second, TLS listener (see [`Broker::tls`]).
@@ -91,10 +109,10 @@ impl Broker {
     /// # Panics
     /// As [`Broker::for_registry`], or when `openssl` cannot make the certificates.
     pub async fn with_tls(db: &sqlx::PgPool) -> Self {
-        Self::registry_broker(db, None, true).await
+        Self::registry_broker(db, None, true, "").await
     }
 
-    async fn registry_broker(db: &sqlx::PgPool, port: Option<u16>, tls: bool) -> Self {
+    async fn registry_broker(db: &sqlx::PgPool, port: Option<u16>, tls: bool, extra: &str) -> Self {
         let files = tempfile::tempdir().expect("temporary directory");
         let (passwd, acl) =
             bedside_records::devices::broker_files(db, GATEWAY_USER, GATEWAY_PASSWORD)
@@ -108,6 +126,7 @@ impl Broker {
             &passwd_path,
             &acl_path,
             tls,
+            extra,
         )
         .await;
         broker._files = Some(files);

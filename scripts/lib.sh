@@ -45,10 +45,39 @@ install_base_packages() {
     apt_need postgresql /usr/lib/postgresql
     apt_need mosquitto mosquitto
     apt_need mosquitto-clients mosquitto_pub
+    require_mosquitto_2_0_13
     apt_need openssl openssl
     apt_need procps pgrep
     apt_need build-essential cc
     apt_need pkg-config pkg-config
+}
+
+mosquitto_version() { mosquitto -h 2>/dev/null | awk 'NR == 1 { print $3 }'; }
+
+# Mosquitto 2.0.13 or newer. Before it (Debian 12 ships 2.0.11) the broker
+# does not keep its in-flight window once messages queue for a client: each
+# PUBACK moves up to a window's worth more in flight ("various fixes around
+# inflight quota management", 2.0.13), so a gateway that is behind gets its
+# whole backlog at once (437,916 unacknowledged messages against a window of
+# 4000, measured) and slows down further, and those messages count against
+# max_queued_messages. Debian 12 has a fixed Mosquitto in bookworm-backports.
+require_mosquitto_2_0_13() {
+    version_at_least "$(mosquitto_version)" 2.0.13 && return 0
+    local codename=""
+    [ -r /etc/os-release ] && codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
+    [ "$codename" = bookworm ] \
+        || die "Mosquitto $(mosquitto_version) is too old: Bedside needs 2.0.13 or newer (see docs/devices.md)"
+    if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        say "adding Debian's bookworm-backports (for Mosquitto 2.0.13 or newer)"
+        printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+            | as_root tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null
+    fi
+    say "installing Mosquitto from bookworm-backports (Debian 12's $(mosquitto_version) mishandles its in-flight window)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+        -t bookworm-backports mosquitto mosquitto-clients >/dev/null
+    version_at_least "$(mosquitto_version)" 2.0.13 || die "Mosquitto is still $(mosquitto_version) after installing from bookworm-backports"
 }
 
 version_at_least() { [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -1)" = "$2" ]; }

@@ -7,8 +7,9 @@
 //!   own `insert_batch` (UNNEST of arrays) and COPY into a staging table
 //!   followed by `INSERT … SELECT … ON CONFLICT DO NOTHING`. The faster one
 //!   is what the store should use.
-//! - **Broker pass-through**: publishers flat out at QoS 1 into Mosquitto
-//!   and one bare QoS 1 subscriber counting what arrives.
+//! - **Broker pass-through**: publishers (one connection by default; see
+//!   `--passthrough-publishers`) flat out at QoS 1 into Mosquitto and one
+//!   bare QoS 1 subscriber counting what arrives.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

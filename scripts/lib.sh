@@ -195,8 +195,12 @@ start_mosquitto() {
         sed -i 's/^connection_messages true/connection_messages false/' "$dir/mosquitto/mosquitto.conf"
     fi
     if [ "$(id -u)" -eq 0 ] && id mosquitto >/dev/null 2>&1; then
-        # Mosquitto started by root drops to the mosquitto user, who must own its state.
-        chown -R mosquitto "$dir/mosquitto"
+        # Mosquitto started by root drops to the mosquitto user, who must own
+        # its state. Its password and ACL files are for it alone (Mosquitto
+        # 2.0.16+ warns that future versions refuse files others can read);
+        # `bedside devices sync` keeps their owner and mode when it rewrites them.
+        chown -R mosquitto:mosquitto "$dir/mosquitto"
+        chmod 0640 "$dir/mosquitto/passwd" "$dir/mosquitto/acl" 2>/dev/null || true
     fi
     local pidfile="$dir/mosquitto/mosquitto.pid"
     if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then

@@ -76,14 +76,60 @@ pub async fn sync(db: &PgPool, config: &Config) -> anyhow::Result<(String, bool)
 }
 
 fn replace(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, contents).with_context(|| format!("cannot write {}", tmp.display()))?;
-    // Mosquitto, which may run as its own user, must read these; they hold hashes only.
-    use std::os::unix::fs::PermissionsExt as _;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))?;
+    // The replacement keeps the file's owner, group and mode: whoever runs
+    // Mosquitto may have given it to Mosquitto's user and group with no
+    // access for others (`scripts/start.sh` does; Mosquitto 2.0.16 and later
+    // warn that future versions refuse world-readable files). A new file is
+    // readable by all, as Mosquitto, perhaps under its own user, must read
+    // it; it holds password hashes only.
+    let mode = match fs::metadata(path) {
+        Ok(existing) => {
+            match std::os::unix::fs::chown(&tmp, Some(existing.uid()), Some(existing.gid())) {
+                Ok(()) => existing.mode() & 0o777,
+                Err(error) => {
+                    tracing::warn!(%error, file = %path.display(), "cannot keep the broker file's owner; making it readable by all");
+                    0o644
+                }
+            }
+        }
+        Err(_) => 0o644,
+    };
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
     fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::replace;
+
+    fn mode(path: &std::path::Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_rewritten_file_keeps_its_mode_and_a_new_one_is_readable_by_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let passwd = dir.path().join("mosquitto").join("passwd");
+        replace(&passwd, "first\n").unwrap();
+        assert_eq!(
+            mode(&passwd),
+            0o644,
+            "Mosquitto must be able to read a new file"
+        );
+        // An operator gives the file to Mosquitto alone; a rewrite keeps that.
+        std::fs::set_permissions(&passwd, std::fs::Permissions::from_mode(0o640)).unwrap();
+        replace(&passwd, "second\n").unwrap();
+        assert_eq!(mode(&passwd), 0o640);
+        assert_eq!(std::fs::read_to_string(&passwd).unwrap(), "second\n");
+        assert!(!passwd.with_extension("tmp").exists());
+    }
 }

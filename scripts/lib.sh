@@ -52,7 +52,14 @@ install_base_packages() {
     apt_need pkg-config pkg-config
 }
 
-mosquitto_version() { mosquitto -h 2>/dev/null | awk 'NR == 1 { print $3 }'; }
+# The broker's version, or nothing when it is not installed (Debian puts it
+# in /usr/sbin, which a non-root PATH may lack; `mosquitto -h` exits non-zero).
+mosquitto_version() {
+    local bin
+    bin="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
+    [ -x "$bin" ] || return 0
+    { "$bin" -h 2>/dev/null || true; } | awk 'NR == 1 { print $3 }'
+}
 
 # Mosquitto 2.0.13 or newer. Before it (Debian 12 ships 2.0.11) the broker
 # does not keep its in-flight window once messages queue for a client: each
@@ -62,12 +69,13 @@ mosquitto_version() { mosquitto -h 2>/dev/null | awk 'NR == 1 { print $3 }'; }
 # 4000, measured) and slows down further, and those messages count against
 # max_queued_messages. Debian 12 has a fixed Mosquitto in bookworm-backports.
 require_mosquitto_2_0_13() {
+    [ -n "$(mosquitto_version)" ] || die "Mosquitto is not installed (apt-get install mosquitto)"
     version_at_least "$(mosquitto_version)" 2.0.13 && return 0
     local codename=""
     [ -r /etc/os-release ] && codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
     [ "$codename" = bookworm ] \
         || die "Mosquitto $(mosquitto_version) is too old: Bedside needs 2.0.13 or newer (see docs/devices.md)"
-    if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    if ! grep -rqsE '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
         say "adding Debian's bookworm-backports (for Mosquitto 2.0.13 or newer)"
         printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
             | as_root tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null

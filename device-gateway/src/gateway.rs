@@ -27,8 +27,9 @@
 //!   resolves which patient each reading belongs to, and stores the
 //!   readings and the refusals in one transaction. A few batches commit at
 //!   once (`concurrent_batches`) so round trips and WAL flushes overlap;
-//!   the batch task acknowledges each batch's messages only after its
-//!   commit, in the order the batches were closed. If the database fails it
+//!   the batch task queues each batch's acknowledgements (for the ack task)
+//!   only after its commit, in the order the batches were closed. If the
+//!   database fails it
 //!   keeps the batch, retries with backoff, and acknowledges nothing: the
 //!   broker stops sending beyond its in-flight window, and a crash loses
 //!   nothing because unacknowledged messages are redelivered (the unique key
@@ -38,7 +39,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bedside_records::devices::{self, AssignmentPeriod};
@@ -52,7 +53,7 @@ use uuid::Uuid;
 
 use crate::metrics::IngestMetrics;
 use crate::senml::{self, Format, Limits};
-use crate::session::{self, Client, Message, Protocol, SessionEvent};
+use crate::session::{self, Ack, Client, Message, Protocol, SessionEvent};
 
 /// The server's [`GatewaySettings::queue_capacity`]: above the largest
 /// in-flight window a broker grants (65,535 is MQTT's own limit on packet ids).
@@ -241,6 +242,16 @@ pub async fn run(
     });
     let early_skipped = settings.metrics.early_skipped.clone();
     let unacknowledged = settings.metrics.unacknowledged.clone();
+    // Connections to the broker so far. An acknowledgement is sent only on
+    // the connection its message arrived on: after a reconnect the broker
+    // redelivers what was unacknowledged (same packet ids), and the
+    // redelivered copy is acknowledged once committed again. Sending the
+    // old one too would acknowledge the packet id twice, and the second
+    // could hit a new message the broker gave that id meanwhile, before it
+    // is stored. (rumqttc likewise drops the acknowledgements still in its
+    // request channel when a connection fails.)
+    let connection = Arc::new(AtomicU64::new(0));
+    let poll_connection = connection.clone();
     let poll_client = client.clone();
     let poll_health = health.clone();
     let mut poll_shutdown = shutdown.clone();
@@ -264,7 +275,8 @@ pub async fn run(
                         }
                     }
                 }
-                SessionEvent::Message(message) => {
+                SessionEvent::Message(mut message) => {
+                    message.connection = poll_connection.load(Ordering::Relaxed);
                     unacknowledged.inc();
                     if let Some(early) = &early
                         && early.try_send(message.clone()).is_err()
@@ -277,6 +289,9 @@ pub async fn run(
                 }
                 SessionEvent::Other => {}
                 SessionEvent::Failed(error) => {
+                    // Acknowledgements still queued for the failed connection
+                    // are void from now on.
+                    poll_connection.fetch_add(1, Ordering::Relaxed);
                     poll_health.set_connected(false);
                     tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "MQTT connection failed");
                     tokio::time::sleep(backoff).await;
@@ -290,6 +305,7 @@ pub async fn run(
     let acker = tokio::spawn(acknowledge_in_order(
         client,
         ack_queue,
+        connection,
         settings.metrics.unacknowledged.clone(),
     ));
     let mut batcher = Batcher {
@@ -304,8 +320,10 @@ pub async fn run(
         committed,
     };
     batcher.run(&mut shutdown).await;
-    // The batch task's acknowledgements are queued for the event loop before
-    // it stops (any it has not sent yet are redelivered and absorbed).
+    // The poll task stopped with the shutdown signal, so the acknowledgements
+    // of the batches stored while draining never reach the broker: it
+    // redelivers those messages to the next gateway, and the unique key
+    // absorbs them. Draining still spares it the messages never stored.
     drop(batcher);
     let _ = acker.await;
     poller.abort();
@@ -313,20 +331,27 @@ pub async fn run(
 
 /// Hands acknowledgements to the event loop in the order they were queued
 /// (MQTT wants them in the order the messages arrived), waiting for room in
-/// its request channel: this task alone ever waits there.
+/// its request channel: this task alone ever waits there. Those of an
+/// earlier connection than `connection` are dropped (see `run`).
 async fn acknowledge_in_order(
     client: Client,
-    mut queue: mpsc::UnboundedReceiver<Message>,
+    mut queue: mpsc::UnboundedReceiver<Ack>,
+    connection: Arc<AtomicU64>,
     unacknowledged: prometheus::IntGauge,
 ) {
     let mut chunk = Vec::with_capacity(1024);
     while queue.recv_many(&mut chunk, 1024).await > 0 {
-        for message in chunk.drain(..) {
-            if let Err(error) = client.ack(&message).await {
-                // The broker will redeliver; the unique key absorbs it.
-                tracing::warn!(%error, "cannot acknowledge a message");
-            }
+        for ack in chunk.drain(..) {
             unacknowledged.dec();
+            if ack.connection != connection.load(Ordering::Relaxed) {
+                continue;
+            }
+            if let Err(error) = client.ack(&ack).await {
+                // Only once the event loop is gone (shutdown): the broker
+                // redelivers the rest, and the unique key absorbs it.
+                tracing::debug!(%error, "acknowledgements stop");
+                return;
+            }
         }
     }
 }
@@ -345,8 +370,8 @@ struct Stored {
 struct Batcher {
     settings: Arc<GatewaySettings>,
     db: PgPool,
-    /// Messages to acknowledge, in order, to the ack task (never waits).
-    acks: mpsc::UnboundedSender<Message>,
+    /// Acknowledgements, in order, to the ack task (never waits).
+    acks: mpsc::UnboundedSender<Ack>,
     health: Health,
     pending: Vec<Message>,
     opened: Option<Instant>,
@@ -412,7 +437,7 @@ impl Batcher {
         }
     }
 
-    /// Waits for the oldest in-flight batch to commit and acknowledges it.
+    /// Waits for the oldest in-flight batch to commit and queues its acknowledgements.
     async fn finish_oldest(&mut self) {
         if let Some(handle) = self.in_flight.pop_front() {
             let done = handle.await;
@@ -437,7 +462,7 @@ impl Batcher {
         }));
     }
 
-    /// Hands a committed batch to the alert engine and acknowledges its messages.
+    /// Hands a committed batch to the alert engine and queues its acknowledgements.
     async fn acknowledge(&mut self, done: Result<Stored, tokio::task::JoinError>) {
         let Stored { messages, changes } = match done {
             Ok(stored) => stored,
@@ -459,7 +484,7 @@ impl Batcher {
         for message in messages {
             // Fails only once the ack task is gone (shutdown): the broker
             // then redelivers, and the unique key absorbs it.
-            let _ = self.acks.send(message);
+            let _ = self.acks.send(message.ack());
         }
     }
 }

@@ -28,7 +28,9 @@ pub struct IngestMetrics {
     pub early_skipped: IntCounter,
     /// Messages received and not yet acknowledged to the broker (waiting
     /// for a batch, committing, or their acknowledgement queued). A broker
-    /// that keeps its in-flight window bounds this by that window.
+    /// that keeps its in-flight window bounds this by that window, give or
+    /// take redelivered copies after a reconnect (counted while both are
+    /// held).
     pub unacknowledged: IntGauge,
 }
 

@@ -47,7 +47,19 @@ pub(crate) struct Message {
     /// When it arrived: the time of its records that carry none (SenML
     /// relative time 0), the same for the early look and the commit.
     pub(crate) received_at: chrono::DateTime<chrono::Utc>,
+    /// Which connection to the broker brought it (the gateway counts them):
+    /// its acknowledgement is good on that connection only.
+    pub(crate) connection: u64,
     /// What acknowledging it needs: its packet id and QoS (0 needs none).
+    pkid: u16,
+    qos: u8,
+}
+
+/// What acknowledging a message takes, without the message itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ack {
+    /// The connection the message arrived on.
+    pub(crate) connection: u64,
     pkid: u16,
     qos: u8,
 }
@@ -59,8 +71,18 @@ impl Message {
             topic,
             payload,
             received_at: chrono::Utc::now(),
+            connection: 0,
             pkid,
             qos,
+        }
+    }
+
+    /// Its acknowledgement.
+    pub(crate) fn ack(&self) -> Ack {
+        Ack {
+            connection: self.connection,
+            pkid: self.pkid,
+            qos: self.qos,
         }
     }
 }
@@ -185,7 +207,7 @@ impl Client {
     }
 
     /// Acknowledges a message (nothing to do at QoS 0).
-    pub(crate) async fn ack(&self, message: &Message) -> Result<(), String> {
+    pub(crate) async fn ack(&self, message: &Ack) -> Result<(), String> {
         match self {
             Client::V311(c) => {
                 let qos = match message.qos {

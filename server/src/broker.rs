@@ -76,21 +76,39 @@ pub async fn sync(db: &PgPool, config: &Config) -> anyhow::Result<(String, bool)
 }
 
 fn replace(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    use std::io::Write as _;
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
+    // The directory may belong to Mosquitto's user: the temporary file is
+    // created afresh (never through a link left in its place), private until
+    // it is complete, and changed through its handle only.
     let tmp = path.with_extension("tmp");
-    fs::write(&tmp, contents).with_context(|| format!("cannot write {}", tmp.display()))?;
+    match fs::remove_file(&tmp) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            return Err(error).with_context(|| format!("cannot remove {}", tmp.display()));
+        }
+        _ => {}
+    }
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    file.write_all(contents.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     // The replacement keeps the file's owner, group and mode: whoever runs
     // Mosquitto may have given it to Mosquitto's user and group with no
     // access for others (`scripts/start.sh` does; Mosquitto 2.0.16 and later
     // warn that future versions refuse world-readable files). A new file is
     // readable by all, as Mosquitto, perhaps under its own user, must read
     // it; it holds password hashes only.
-    let mode = match fs::metadata(path) {
-        Ok(existing) => {
-            match std::os::unix::fs::chown(&tmp, Some(existing.uid()), Some(existing.gid())) {
+    let mode = match fs::symlink_metadata(path) {
+        Ok(existing) if existing.is_file() => {
+            match std::os::unix::fs::fchown(&file, Some(existing.uid()), Some(existing.gid())) {
                 Ok(()) => existing.mode() & 0o777,
                 Err(error) => {
                     tracing::warn!(%error, file = %path.display(), "cannot keep the broker file's owner; making it readable by all");
@@ -98,9 +116,10 @@ fn replace(path: &Path, contents: &str) -> anyhow::Result<()> {
                 }
             }
         }
-        Err(_) => 0o644,
+        _ => 0o644,
     };
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
+    file.set_permissions(fs::Permissions::from_mode(mode))?;
+    drop(file);
     fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
     Ok(())
 }
@@ -131,5 +150,19 @@ mod tests {
         assert_eq!(mode(&passwd), 0o640);
         assert_eq!(std::fs::read_to_string(&passwd).unwrap(), "second\n");
         assert!(!passwd.with_extension("tmp").exists());
+    }
+
+    #[test]
+    fn a_link_left_in_place_of_the_temporary_file_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep\n").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let passwd = dir.path().join("passwd");
+        std::os::unix::fs::symlink(&victim, passwd.with_extension("tmp")).unwrap();
+        replace(&passwd, "hashes\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep\n");
+        assert_eq!(mode(&victim), 0o600);
+        assert_eq!(std::fs::read_to_string(&passwd).unwrap(), "hashes\n");
     }
 }

@@ -1,6 +1,6 @@
-//! # bedside-sfu — the selective forwarding unit of video visits (not built yet)
+//! # bedside-sfu — the selective forwarding unit of video visits (being built)
 //!
-//! This crate will own the media plane of a video visit: one room of WebRTC
+//! This crate owns the media plane of a video visit: one room of WebRTC
 //! peer connections per visit, built on the webrtc-rs project's sans-IO `rtc`
 //! core, with every connection sharing one UDP socket that the SFU
 //! demultiplexes itself (see `ARCHITECTURE.md` §3a). It will forward Opus and
@@ -12,5 +12,11 @@
 //! It must not know about HTTP routes or SQL: signaling hands it SDP and ICE
 //! candidates, and it hands back answers, candidates and events.
 //!
-//! The video-visit issue fills this crate; until then it is deliberately empty
-//! rather than holding placeholder code.
+//! Built so far (the video-visit issue builds the rest):
+//! - [`demux`]: which peer connection each datagram on the shared socket
+//!   belongs to. Invariant: a datagram reaches a connection only through a
+//!   binding request for that connection's ufrag, or from an address that
+//!   connection learned that way or sent to itself; everything else is
+//!   dropped with its reason.
+
+pub mod demux;

@@ -23,9 +23,9 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::SocketAddr;
 
-use rtc_stun::attributes::ATTR_USERNAME;
-use rtc_stun::message::{BINDING_REQUEST, Message, is_stun_message};
-use rtc_stun::textattrs::TextAttribute;
+use rtc::stun::attributes::ATTR_USERNAME;
+use rtc::stun::message::{BINDING_REQUEST, Message, is_stun_message};
+use rtc::stun::textattrs::TextAttribute;
 
 /// What a datagram carries, by its first byte (RFC 7983 §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,11 +188,11 @@ impl<K: Clone + Eq + Hash> Router<K> {
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
-    use rtc_stun::message::{BINDING_SUCCESS, Setter, TransactionId};
+    use rtc::stun::message::{BINDING_SUCCESS, Setter, TransactionId};
 
     use super::*;
 
-    fn stun(typ: rtc_stun::message::MessageType, username: Option<&str>) -> Vec<u8> {
+    fn stun(typ: rtc::stun::message::MessageType, username: Option<&str>) -> Vec<u8> {
         let mut setters: Vec<Box<dyn Setter>> = vec![Box::new(typ), Box::new(TransactionId::new())];
         if let Some(username) = username {
             setters.push(Box::new(TextAttribute::new(

@@ -18,5 +18,8 @@
 //!   binding request for that connection's ufrag, or from an address that
 //!   connection learned that way or sent to itself; everything else is
 //!   dropped with its reason.
+//! - [`endpoint`]: the one UDP socket and the loop that drives every peer
+//!   connection on it (answers offers, routes datagrams, timers, events).
 
 pub mod demux;
+pub mod endpoint;

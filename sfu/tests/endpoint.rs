@@ -1,0 +1,198 @@
+//! Real WebRTC peers (the `rtc` engine as the remote side, each on its own
+//! UDP socket) connect to one SFU endpoint over loopback with real ICE and
+//! DTLS-SRTP, and their media arrives from the connection that is theirs,
+//! although every connection shares the endpoint's one socket.
+//!
+//! The browser is the other real peer of the project: the video-visit pages'
+//! end-to-end tests drive Chromium against this endpoint once signaling
+//! hands it offers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bedside_sfu::endpoint::{Endpoint, Event, PeerId};
+use bytes::{Bytes, BytesMut};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::RTCPeerConnectionBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_VP8, MediaEngine};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::sansio::Protocol as _;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use tokio::net::UdpSocket;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn vp8() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_VP8.to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: String::new(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// A remote peer that offers one VP8 track, connects to the SFU and then
+/// sends `packets` RTP packets whose payload is `tag` repeated.
+async fn remote_peer(endpoint: &mut Endpoint, tag: u8, packets: u16) -> PeerId {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = socket.local_addr().unwrap();
+    let mut media = MediaEngine::default();
+    media.register_default_codecs().unwrap();
+    let mut pc = RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(media)
+        .with_setting_engine(SettingEngineBuilder::new().build())
+        .build(Instant::now())
+        .unwrap();
+    let ssrc = 1000 + u32::from(tag);
+    let sender = pc
+        .add_track(MediaStreamTrack::new(
+            format!("stream-{tag}"),
+            format!("video-{tag}"),
+            format!("video-{tag}"),
+            RtpCodecKind::Video,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: vp8(),
+                ..Default::default()
+            }],
+        ))
+        .unwrap();
+    let candidate = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".to_owned(),
+            address: local.ip().to_string(),
+            port: local.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()
+    .unwrap();
+    pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json().unwrap())
+        .unwrap();
+    let offer = pc.create_offer(None).unwrap();
+    pc.set_local_description(Instant::now(), offer).unwrap();
+    let offer_sdp = pc.local_description().unwrap().sdp;
+    let (peer, answer) = endpoint.answer(&offer_sdp).expect("the SFU answers");
+    pc.set_remote_description(
+        Instant::now(),
+        RTCSessionDescription::answer(answer).unwrap(),
+    )
+    .unwrap();
+
+    tokio::spawn(async move {
+        let mut buffer = vec![0u8; 2048];
+        let mut connected = false;
+        let mut sent = 0u16;
+        let started = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        while started.elapsed() < DEADLINE {
+            while let Some(out) = pc.poll_write() {
+                let _ = socket.send_to(&out.message, out.transport.peer_addr).await;
+            }
+            while let Some(event) = pc.poll_event() {
+                if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
+                    RTCPeerConnectionState::Connected,
+                ) = event
+                {
+                    connected = true;
+                }
+            }
+            while pc.poll_read().is_some() {}
+            if connected && sent < packets {
+                let mut rtp_sender = pc.rtp_sender(sender).unwrap();
+                let payload_type = rtp_sender
+                    .get_parameters()
+                    .rtp_parameters
+                    .codecs
+                    .first()
+                    .map_or(96, |codec| codec.payload_type);
+                sent += 1;
+                let packet = rtc::rtp::packet::Packet {
+                    header: rtc::rtp::header::Header {
+                        version: 2,
+                        payload_type,
+                        sequence_number: sent,
+                        timestamp: u32::from(sent) * 3000,
+                        ssrc,
+                        ..Default::default()
+                    },
+                    payload: Bytes::from(vec![tag; 100]),
+                };
+                let _ = rtp_sender.write_rtp(Instant::now(), packet);
+            }
+            let timeout = pc.poll_timeout();
+            tokio::select! {
+                received = socket.recv_from(&mut buffer) => {
+                    let Ok((n, from)) = received else { continue };
+                    let _ = pc.handle_read(TaggedBytesMut {
+                        now: Instant::now(),
+                        transport: TransportContext {
+                            local_addr: local,
+                            peer_addr: from,
+                            transport_protocol: TransportProtocol::UDP,
+                            ecn: None,
+                        },
+                        message: BytesMut::from(&buffer[..n]),
+                    });
+                }
+                _ = tick.tick() => {}
+            }
+            if timeout.is_some_and(|at| at <= Instant::now()) {
+                let _ = pc.handle_timeout(Instant::now());
+            }
+        }
+    });
+    peer
+}
+
+#[tokio::test]
+async fn peers_on_one_socket_connect_and_each_ones_media_arrives_as_theirs() {
+    let mut endpoint = Endpoint::bind(SocketAddr::from(([127, 0, 0, 1], 0)), None)
+        .await
+        .unwrap();
+    let first = remote_peer(&mut endpoint, 0xA1, 40).await;
+    let second = remote_peer(&mut endpoint, 0xB2, 40).await;
+    assert_ne!(first, second);
+    let expected: HashMap<PeerId, u8> = [(first, 0xA1), (second, 0xB2)].into();
+
+    let mut connected = Vec::new();
+    let mut packets: HashMap<PeerId, usize> = HashMap::new();
+    let outcome = tokio::time::timeout(DEADLINE, async {
+        while connected.len() < 2 || packets.values().filter(|&&n| n >= 20).count() < 2 {
+            match endpoint.next_event().await.expect("the socket works") {
+                Event::Connected(peer) => connected.push(peer),
+                Event::Gone(peer) => panic!("connection {peer:?} failed"),
+                Event::Rtp { peer, packet, .. } => {
+                    let tag = expected[&peer];
+                    assert!(
+                        packet.payload.iter().all(|&b| b == tag),
+                        "a packet of another peer reached {peer:?}"
+                    );
+                    *packets.entry(peer).or_default() += 1;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        outcome.is_ok(),
+        "within {DEADLINE:?}: connected {connected:?}, packets {packets:?}"
+    );
+    assert_eq!(endpoint.peers(), 2);
+}

@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use rtc::ice::mdns::MulticastDnsMode;
+use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -31,6 +32,10 @@ use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::{
     CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate,
 };
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol as _;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::net::UdpSocket;
@@ -71,6 +76,15 @@ pub enum EndpointError {
     /// The engine produced no local description.
     #[error("no local description after the answer")]
     NoAnswer,
+    /// No such connection (closed, or never opened here).
+    #[error("no connection {0:?}")]
+    NoPeer(PeerId),
+    /// No such outgoing track on the connection.
+    #[error("no outgoing track on that connection")]
+    NoSender,
+    /// The outgoing track's codec was not negotiated with the remote side.
+    #[error("the remote side did not accept the track's codec")]
+    CodecNotNegotiated,
 }
 
 /// The SFU's socket and its connections.
@@ -164,6 +178,121 @@ impl Endpoint {
         Ok((id, sdp))
     }
 
+    /// Adds an outgoing track to a connection, to forward another
+    /// participant's media on: send-only, one SSRC chosen here. It takes
+    /// effect once the remote side has answered the next [`Endpoint::offer`].
+    ///
+    /// # Errors
+    /// When the connection does not exist or is closed.
+    pub fn add_outgoing_track(
+        &mut self,
+        peer: PeerId,
+        kind: RtpCodecKind,
+        codec: RTCRtpCodec,
+        ssrc: u32,
+    ) -> Result<RTCRtpSenderId, EndpointError> {
+        let pc = self
+            .peers
+            .get_mut(&peer)
+            .ok_or(EndpointError::NoPeer(peer))?;
+        let track = MediaStreamTrack::new(
+            format!("bedside-{ssrc}"),
+            format!("forwarded-{ssrc}"),
+            format!("forwarded-{ssrc}"),
+            kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec,
+                ..Default::default()
+            }],
+        );
+        let transceiver = pc.add_transceiver_from_track(
+            track,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Sendonly,
+                streams: vec![],
+                send_encodings: vec![],
+            }),
+        )?;
+        Ok(RTCRtpSenderId::from(transceiver))
+    }
+
+    /// A new offer for a connection (after tracks were added): the remote
+    /// side answers it through [`Endpoint::accept_answer`].
+    ///
+    /// # Errors
+    /// When the connection does not exist or the engine refuses.
+    pub fn offer(&mut self, peer: PeerId) -> Result<String, EndpointError> {
+        let pc = self
+            .peers
+            .get_mut(&peer)
+            .ok_or(EndpointError::NoPeer(peer))?;
+        let offer = pc.create_offer(None)?;
+        pc.set_local_description(Instant::now(), offer)?;
+        Ok(pc.local_description().ok_or(EndpointError::NoAnswer)?.sdp)
+    }
+
+    /// The remote side's answer to [`Endpoint::offer`].
+    ///
+    /// # Errors
+    /// When the connection does not exist or the answer is refused.
+    pub fn accept_answer(&mut self, peer: PeerId, answer_sdp: &str) -> Result<(), EndpointError> {
+        let pc = self
+            .peers
+            .get_mut(&peer)
+            .ok_or(EndpointError::NoPeer(peer))?;
+        pc.set_remote_description(
+            Instant::now(),
+            RTCSessionDescription::answer(answer_sdp.to_owned())?,
+        )?;
+        Ok(())
+    }
+
+    /// Sends `packet` (another participant's) on an outgoing track: its
+    /// SSRC becomes the track's and its payload type the one negotiated for
+    /// the track's codec on this connection; header extensions, whose ids
+    /// were negotiated with the publisher, are dropped. Sequence numbers and
+    /// timestamps pass unchanged (one source per track so far).
+    ///
+    /// # Errors
+    /// When the connection or the track does not exist, or the remote side
+    /// did not accept the codec.
+    pub fn forward(
+        &mut self,
+        peer: PeerId,
+        sender: RTCRtpSenderId,
+        mut packet: rtc::rtp::Packet,
+    ) -> Result<(), EndpointError> {
+        let pc = self
+            .peers
+            .get_mut(&peer)
+            .ok_or(EndpointError::NoPeer(peer))?;
+        let mut rtp_sender = pc.rtp_sender(sender).ok_or(EndpointError::NoSender)?;
+        let track = rtp_sender.track();
+        let ssrc = track.ssrcs().next().ok_or(EndpointError::NoSender)?;
+        let mime = track
+            .codec(ssrc)
+            .map(|codec| codec.mime_type.to_ascii_lowercase())
+            .ok_or(EndpointError::NoSender)?;
+        let payload_type = rtp_sender
+            .get_parameters()
+            .rtp_parameters
+            .codecs
+            .iter()
+            .find(|codec| codec.rtp_codec.mime_type.to_ascii_lowercase() == mime)
+            .map(|codec| codec.payload_type)
+            .ok_or(EndpointError::CodecNotNegotiated)?;
+        packet.header.ssrc = ssrc;
+        packet.header.payload_type = payload_type;
+        packet.header.extension = false;
+        packet.header.extensions.clear();
+        rtp_sender.write_rtp(Instant::now(), packet)?;
+        Ok(())
+    }
+
     /// Closes a connection and forgets it.
     pub fn close(&mut self, peer: PeerId) {
         if let Some(mut pc) = self.peers.remove(&peer) {
@@ -173,6 +302,10 @@ impl Endpoint {
     }
 
     /// Runs the socket and the connections until the next event.
+    ///
+    /// Dropping the future before it returns (in a `select!`) may lose a
+    /// datagram a connection had handed over for sending; that is a UDP
+    /// loss, which ICE, DTLS and RTP already tolerate, never a wrong route.
     ///
     /// # Errors
     /// When the socket fails.

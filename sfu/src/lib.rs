@@ -19,7 +19,8 @@
 //!   connection learned that way or sent to itself; everything else is
 //!   dropped with its reason.
 //! - [`endpoint`]: the one UDP socket and the loop that drives every peer
-//!   connection on it (answers offers, routes datagrams, timers, events).
+//!   connection on it (answers offers, routes datagrams, timers, events),
+//!   and forwarding RTP onto send-only tracks it adds by renegotiation.
 
 pub mod demux;
 pub mod endpoint;

@@ -19,6 +19,7 @@ use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_VP8, MediaEngine};
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
@@ -28,6 +29,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 use rtc::sansio::Protocol as _;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -41,9 +43,19 @@ fn vp8() -> RTCRtpCodec {
     }
 }
 
+/// The test's handle on a remote peer's task.
+struct Remote {
+    peer: PeerId,
+    /// Offers from the SFU (renegotiation), each answered on its oneshot.
+    offers: mpsc::UnboundedSender<(String, oneshot::Sender<String>)>,
+    /// The first payload byte of each RTP packet the peer receives.
+    received: mpsc::UnboundedReceiver<u8>,
+}
+
 /// A remote peer that offers one VP8 track, connects to the SFU and then
-/// sends `packets` RTP packets whose payload is `tag` repeated.
-async fn remote_peer(endpoint: &mut Endpoint, tag: u8, packets: u16) -> PeerId {
+/// sends `packets` RTP packets whose payload is `tag` repeated. It answers
+/// the SFU's later offers and reports the media it receives.
+async fn remote_peer(endpoint: &mut Endpoint, tag: u8, packets: u16) -> Remote {
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let local = socket.local_addr().unwrap();
     let mut media = MediaEngine::default();
@@ -95,6 +107,8 @@ async fn remote_peer(endpoint: &mut Endpoint, tag: u8, packets: u16) -> PeerId {
     )
     .unwrap();
 
+    let (offers, mut offers_rx) = mpsc::unbounded_channel::<(String, oneshot::Sender<String>)>();
+    let (received_tx, received) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut buffer = vec![0u8; 2048];
         let mut connected = false;
@@ -113,7 +127,21 @@ async fn remote_peer(endpoint: &mut Endpoint, tag: u8, packets: u16) -> PeerId {
                     connected = true;
                 }
             }
-            while pc.poll_read().is_some() {}
+            while let Some(message) = pc.poll_read() {
+                if let RTCMessage::RtpPacket(_, packet) = message.message {
+                    let _ = received_tx.send(packet.payload.first().copied().unwrap_or(0));
+                }
+            }
+            while let Ok((offer, reply)) = offers_rx.try_recv() {
+                pc.set_remote_description(
+                    Instant::now(),
+                    RTCSessionDescription::offer(offer).unwrap(),
+                )
+                .unwrap();
+                let answer = pc.create_answer(None).unwrap();
+                pc.set_local_description(Instant::now(), answer).unwrap();
+                let _ = reply.send(pc.local_description().unwrap().sdp);
+            }
             if connected && sent < packets {
                 let mut rtp_sender = pc.rtp_sender(sender).unwrap();
                 let payload_type = rtp_sender
@@ -158,7 +186,11 @@ async fn remote_peer(endpoint: &mut Endpoint, tag: u8, packets: u16) -> PeerId {
             }
         }
     });
-    peer
+    Remote {
+        peer,
+        offers,
+        received,
+    }
 }
 
 #[tokio::test]
@@ -166,8 +198,8 @@ async fn peers_on_one_socket_connect_and_each_ones_media_arrives_as_theirs() {
     let mut endpoint = Endpoint::bind(SocketAddr::from(([127, 0, 0, 1], 0)), None)
         .await
         .unwrap();
-    let first = remote_peer(&mut endpoint, 0xA1, 40).await;
-    let second = remote_peer(&mut endpoint, 0xB2, 40).await;
+    let first = remote_peer(&mut endpoint, 0xA1, 40).await.peer;
+    let second = remote_peer(&mut endpoint, 0xB2, 40).await.peer;
     assert_ne!(first, second);
     let expected: HashMap<PeerId, u8> = [(first, 0xA1), (second, 0xB2)].into();
 
@@ -195,4 +227,64 @@ async fn peers_on_one_socket_connect_and_each_ones_media_arrives_as_theirs() {
         "within {DEADLINE:?}: connected {connected:?}, packets {packets:?}"
     );
     assert_eq!(endpoint.peers(), 2);
+}
+
+/// The SFU adds a track to one connection (renegotiated from the SFU's
+/// side) and forwards another connection's RTP on it: the subscriber
+/// receives the publisher's media, through the one socket both share.
+#[tokio::test]
+async fn media_from_one_peer_is_forwarded_to_another_on_a_renegotiated_track() {
+    let mut endpoint = Endpoint::bind(SocketAddr::from(([127, 0, 0, 1], 0)), None)
+        .await
+        .unwrap();
+    let publisher = remote_peer(&mut endpoint, 0xA1, 400).await;
+    let mut subscriber = remote_peer(&mut endpoint, 0xB2, 0).await;
+
+    let outcome = tokio::time::timeout(DEADLINE, async {
+        // Both connected first.
+        let mut connected = Vec::new();
+        while connected.len() < 2 {
+            if let Event::Connected(peer) = endpoint.next_event().await.unwrap() {
+                connected.push(peer);
+            }
+        }
+        // A send-only track on the subscriber's connection, offered by the SFU.
+        let sender = endpoint
+            .add_outgoing_track(subscriber.peer, RtpCodecKind::Video, vp8(), 0x5EED)
+            .unwrap();
+        let offer = endpoint.offer(subscriber.peer).unwrap();
+        let (reply, answer) = oneshot::channel();
+        subscriber.offers.send((offer, reply)).unwrap();
+        // The endpoint keeps running while the subscriber answers.
+        let mut answer = std::pin::pin!(answer);
+        let answer = loop {
+            tokio::select! {
+                answer = &mut answer => break answer.unwrap(),
+                event = endpoint.next_event() => { event.unwrap(); }
+            }
+        };
+        endpoint.accept_answer(subscriber.peer, &answer).unwrap();
+        // Forward the publisher's packets until the subscriber has some.
+        let mut forwarded_to_subscriber = 0usize;
+        loop {
+            tokio::select! {
+                event = endpoint.next_event() => {
+                    if let Event::Rtp { peer, packet, .. } = event.unwrap()
+                        && peer == publisher.peer
+                    {
+                        endpoint.forward(subscriber.peer, sender, packet).unwrap();
+                    }
+                }
+                tag = subscriber.received.recv() => {
+                    assert_eq!(tag, Some(0xA1), "the subscriber got something not the publisher's");
+                    forwarded_to_subscriber += 1;
+                    if forwarded_to_subscriber >= 10 {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(outcome.is_ok(), "no forwarded media within {DEADLINE:?}");
 }

@@ -21,6 +21,9 @@
 //! - [`endpoint`]: the one UDP socket and the loop that drives every peer
 //!   connection on it (answers offers, routes datagrams, timers, events),
 //!   and forwarding RTP onto send-only tracks it adds by renegotiation.
+//! - [`rewrite`]: one outgoing track's sequence numbers and timestamps,
+//!   continuous across layer and publisher switches.
 
 pub mod demux;
 pub mod endpoint;
+pub mod rewrite;

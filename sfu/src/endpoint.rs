@@ -41,6 +41,7 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::net::UdpSocket;
 
 use crate::demux::Router;
+use crate::rewrite::Rewriter;
 
 /// Names one peer connection of this endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -95,6 +96,8 @@ pub struct Endpoint {
     advertised: SocketAddr,
     router: Router<PeerId>,
     peers: HashMap<PeerId, RTCPeerConnection>,
+    /// Numbering of each outgoing track (see [`crate::rewrite`]).
+    outgoing: HashMap<(PeerId, RTCRtpSenderId), Rewriter>,
     next_id: u64,
     events: std::collections::VecDeque<Event>,
 }
@@ -114,6 +117,7 @@ impl Endpoint {
             advertised,
             router: Router::new(),
             peers: HashMap::new(),
+            outgoing: HashMap::new(),
             next_id: 0,
             events: std::collections::VecDeque::new(),
         })
@@ -195,6 +199,7 @@ impl Endpoint {
             .peers
             .get_mut(&peer)
             .ok_or(EndpointError::NoPeer(peer))?;
+        let clock_rate = codec.clock_rate;
         let track = MediaStreamTrack::new(
             format!("bedside-{ssrc}"),
             format!("forwarded-{ssrc}"),
@@ -217,7 +222,10 @@ impl Endpoint {
                 send_encodings: vec![],
             }),
         )?;
-        Ok(RTCRtpSenderId::from(transceiver))
+        let sender = RTCRtpSenderId::from(transceiver);
+        self.outgoing
+            .insert((peer, sender), Rewriter::new(clock_rate));
+        Ok(sender)
     }
 
     /// A new offer for a connection (after tracks were added): the remote
@@ -254,8 +262,11 @@ impl Endpoint {
     /// Sends `packet` (another participant's) on an outgoing track: its
     /// SSRC becomes the track's and its payload type the one negotiated for
     /// the track's codec on this connection; header extensions, whose ids
-    /// were negotiated with the publisher, are dropped. Sequence numbers and
-    /// timestamps pass unchanged (one source per track so far).
+    /// were negotiated with the publisher, are dropped; sequence number and
+    /// timestamp continue the track's own numbering ([`crate::rewrite`]).
+    /// `switch`: a packet from another source than the track's current one
+    /// switches the track to it (a keyframe of the source wanted now);
+    /// without it such a packet is not sent. Returns whether it was sent.
     ///
     /// # Errors
     /// When the connection or the track does not exist, or the remote side
@@ -265,11 +276,16 @@ impl Endpoint {
         peer: PeerId,
         sender: RTCRtpSenderId,
         mut packet: rtc::rtp::Packet,
-    ) -> Result<(), EndpointError> {
+        switch: bool,
+    ) -> Result<bool, EndpointError> {
         let pc = self
             .peers
             .get_mut(&peer)
             .ok_or(EndpointError::NoPeer(peer))?;
+        let numbering = self
+            .outgoing
+            .get_mut(&(peer, sender))
+            .ok_or(EndpointError::NoSender)?;
         let mut rtp_sender = pc.rtp_sender(sender).ok_or(EndpointError::NoSender)?;
         let track = rtp_sender.track();
         let ssrc = track.ssrcs().next().ok_or(EndpointError::NoSender)?;
@@ -285,12 +301,24 @@ impl Endpoint {
             .find(|codec| codec.rtp_codec.mime_type.to_ascii_lowercase() == mime)
             .map(|codec| codec.payload_type)
             .ok_or(EndpointError::CodecNotNegotiated)?;
+        let now = Instant::now();
+        let Some(out) = numbering.rewrite(
+            packet.header.ssrc,
+            packet.header.sequence_number,
+            packet.header.timestamp,
+            now,
+            switch,
+        ) else {
+            return Ok(false);
+        };
         packet.header.ssrc = ssrc;
         packet.header.payload_type = payload_type;
+        packet.header.sequence_number = out.sequence;
+        packet.header.timestamp = out.timestamp;
         packet.header.extension = false;
         packet.header.extensions.clear();
-        rtp_sender.write_rtp(Instant::now(), packet)?;
-        Ok(())
+        rtp_sender.write_rtp(now, packet)?;
+        Ok(true)
     }
 
     /// Closes a connection and forgets it.
@@ -299,6 +327,7 @@ impl Endpoint {
             let _ = pc.close();
         }
         self.router.remove(&peer);
+        self.outgoing.retain(|(owner, _), _| *owner != peer);
     }
 
     /// Runs the socket and the connections until the next event.

@@ -48,8 +48,9 @@ struct Remote {
     peer: PeerId,
     /// Offers from the SFU (renegotiation), each answered on its oneshot.
     offers: mpsc::UnboundedSender<(String, oneshot::Sender<String>)>,
-    /// The first payload byte of each RTP packet the peer receives.
-    received: mpsc::UnboundedReceiver<u8>,
+    /// Each RTP packet the peer receives: its payload's first byte (the
+    /// sender's tag) and its sequence number.
+    received: mpsc::UnboundedReceiver<(u8, u16)>,
 }
 
 /// A remote peer that offers one VP8 track, connects to the SFU and then
@@ -129,7 +130,8 @@ async fn remote_peer(endpoint: &mut Endpoint, tag: u8, packets: u16) -> Remote {
             }
             while let Some(message) = pc.poll_read() {
                 if let RTCMessage::RtpPacket(_, packet) = message.message {
-                    let _ = received_tx.send(packet.payload.first().copied().unwrap_or(0));
+                    let tag = packet.payload.first().copied().unwrap_or(0);
+                    let _ = received_tx.send((tag, packet.header.sequence_number));
                 }
             }
             while let Ok((offer, reply)) = offers_rx.try_recv() {
@@ -155,7 +157,8 @@ async fn remote_peer(endpoint: &mut Endpoint, tag: u8, packets: u16) -> Remote {
                     header: rtc::rtp::header::Header {
                         version: 2,
                         payload_type,
-                        sequence_number: sent,
+                        // Each sender numbers from its own origin, as real ones do.
+                        sequence_number: (u16::from(tag) << 8).wrapping_add(sent),
                         timestamp: u32::from(sent) * 3000,
                         ssrc,
                         ..Default::default()
@@ -230,20 +233,22 @@ async fn peers_on_one_socket_connect_and_each_ones_media_arrives_as_theirs() {
 }
 
 /// The SFU adds a track to one connection (renegotiated from the SFU's
-/// side) and forwards another connection's RTP on it: the subscriber
-/// receives the publisher's media, through the one socket both share.
+/// side) and forwards another connection's RTP on it, then switches the
+/// track to a third connection's media: the subscriber receives the first
+/// publisher's packets, then the second's, numbered as one unbroken stream.
 #[tokio::test]
-async fn media_from_one_peer_is_forwarded_to_another_on_a_renegotiated_track() {
+async fn forwarded_media_reaches_a_renegotiated_track_and_a_switch_is_seamless() {
     let mut endpoint = Endpoint::bind(SocketAddr::from(([127, 0, 0, 1], 0)), None)
         .await
         .unwrap();
-    let publisher = remote_peer(&mut endpoint, 0xA1, 400).await;
+    let first = remote_peer(&mut endpoint, 0xA1, 1000).await;
+    let second = remote_peer(&mut endpoint, 0xC3, 1000).await;
     let mut subscriber = remote_peer(&mut endpoint, 0xB2, 0).await;
 
+    let mut received: Vec<(u8, u16)> = Vec::new();
     let outcome = tokio::time::timeout(DEADLINE, async {
-        // Both connected first.
         let mut connected = Vec::new();
-        while connected.len() < 2 {
+        while connected.len() < 3 {
             if let Event::Connected(peer) = endpoint.next_event().await.unwrap() {
                 connected.push(peer);
             }
@@ -264,21 +269,25 @@ async fn media_from_one_peer_is_forwarded_to_another_on_a_renegotiated_track() {
             }
         };
         endpoint.accept_answer(subscriber.peer, &answer).unwrap();
-        // Forward the publisher's packets until the subscriber has some.
-        let mut forwarded_to_subscriber = 0usize;
+        // The first publisher's packets, until the subscriber has ten; then
+        // the second's (switching on its next packet), until ten more.
+        let mut switched = false;
         loop {
             tokio::select! {
                 event = endpoint.next_event() => {
-                    if let Event::Rtp { peer, packet, .. } = event.unwrap()
-                        && peer == publisher.peer
-                    {
-                        endpoint.forward(subscriber.peer, sender, packet).unwrap();
+                    if let Event::Rtp { peer, packet, .. } = event.unwrap() {
+                        if peer == first.peer {
+                            endpoint.forward(subscriber.peer, sender, packet, false).unwrap();
+                        } else if peer == second.peer && switched {
+                            endpoint.forward(subscriber.peer, sender, packet, true).unwrap();
+                        }
                     }
                 }
-                tag = subscriber.received.recv() => {
-                    assert_eq!(tag, Some(0xA1), "the subscriber got something not the publisher's");
-                    forwarded_to_subscriber += 1;
-                    if forwarded_to_subscriber >= 10 {
+                packet = subscriber.received.recv() => {
+                    received.push(packet.expect("the subscriber runs"));
+                    let from_second = received.iter().filter(|(tag, _)| *tag == 0xC3).count();
+                    switched |= received.len() >= 10;
+                    if from_second >= 10 {
                         break;
                     }
                 }
@@ -286,5 +295,23 @@ async fn media_from_one_peer_is_forwarded_to_another_on_a_renegotiated_track() {
         }
     })
     .await;
-    assert!(outcome.is_ok(), "no forwarded media within {DEADLINE:?}");
+    assert!(
+        outcome.is_ok(),
+        "within {DEADLINE:?}: received {received:?}"
+    );
+    // First the first publisher's packets only, then the second's only.
+    let switch_at = received.iter().position(|(tag, _)| *tag == 0xC3).unwrap();
+    assert!(
+        received[..switch_at].iter().all(|(tag, _)| *tag == 0xA1),
+        "{received:?}"
+    );
+    assert!(
+        received[switch_at..].iter().all(|(tag, _)| *tag == 0xC3),
+        "{received:?}"
+    );
+    // One stream to the subscriber: each number follows the one before,
+    // across the switch (loopback loses nothing at this rate).
+    for pair in received.windows(2) {
+        assert_eq!(pair[1].1, pair[0].1.wrapping_add(1), "{received:?}");
+    }
 }

@@ -22,7 +22,8 @@
 //!   connection on it (answers offers, routes datagrams, timers, events),
 //!   and forwarding RTP onto send-only tracks it adds by renegotiation.
 //! - [`rewrite`]: one outgoing track's sequence numbers and timestamps,
-//!   continuous across layer and publisher switches.
+//!   continuous across layer and publisher switches (the endpoint's
+//!   forwarding keeps one per outgoing track).
 
 pub mod demux;
 pub mod endpoint;

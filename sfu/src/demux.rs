@@ -8,12 +8,18 @@
 //!
 //! 1. A STUN binding request goes to the connection whose local ICE ufrag is
 //!    the first half of its USERNAME (`<our ufrag>:<their ufrag>`, RFC 8445
-//!    §7.2.2), and its source address is remembered for that connection.
-//!    The connection checks MESSAGE-INTEGRITY itself; a forged request only
-//!    points the sender's own address at a connection that then refuses it.
+//!    §7.2.2), and its source address is remembered for that connection
+//!    unless another connection already has it. The connection checks
+//!    MESSAGE-INTEGRITY itself.
 //! 2. Anything else (DTLS, SRTP/SRTCP, STUN responses to the SFU's own
 //!    checks) goes by source address: one remembered from a binding request,
-//!    or one the connection sent to ([`Router::note_sent`]).
+//!    or one the connection sent to ([`Router::note_sent`]), again never
+//!    taken from another connection that has it. An address stays with the
+//!    first connection that learned it until that connection closes, so a
+//!    participant cannot claim another's address by listing it as a
+//!    candidate or by spoofing it. (Addresses a connection stops using are
+//!    forgotten only when it closes: a bounded, per-connection table that
+//!    follows the selected pair is still to do.)
 //! 3. Everything else is dropped with the reason ([`Unroutable`]), never
 //!    handed to a connection that did not ask for it.
 //!
@@ -131,7 +137,14 @@ impl<K: Clone + Eq + Hash> Router<K> {
     /// The connection sent a datagram to `to` (its own connectivity checks):
     /// replies from there are its.
     pub fn note_sent(&mut self, connection: &K, to: SocketAddr) {
-        self.by_address.insert(to, connection.clone());
+        self.learn(to, connection);
+    }
+
+    /// `address` is `connection`'s, unless another connection has it.
+    fn learn(&mut self, address: SocketAddr, connection: &K) {
+        self.by_address
+            .entry(address)
+            .or_insert_with(|| connection.clone());
     }
 
     /// Forgets a connection: its ufrags and addresses.
@@ -153,7 +166,7 @@ impl<K: Clone + Eq + Hash> Router<K> {
                         .get(&ufrag)
                         .cloned()
                         .ok_or(Unroutable::UnknownUfrag)?;
-                    self.by_address.insert(from, connection.clone());
+                    self.learn(from, &connection);
                     Ok(connection)
                 }
                 // Responses to our own checks carry no USERNAME: by address.
@@ -296,6 +309,32 @@ mod tests {
             router.route(addr(7001), RTP),
             Err(Unroutable::UnknownAddress)
         );
+    }
+
+    #[test]
+    fn an_address_stays_with_the_connection_that_learned_it() {
+        let mut router = Router::new();
+        router.add("alice", 1);
+        router.add("mallory", 2);
+        let alice = addr(8100);
+        assert_eq!(
+            router.route(alice, &stun(BINDING_REQUEST, Some("alice:x"))),
+            Ok(1)
+        );
+        // Mallory lists alice's address as a candidate (her connection
+        // checks it) and sends a binding request from it (spoofed).
+        router.note_sent(&2, alice);
+        assert_eq!(
+            router.route(alice, &stun(BINDING_REQUEST, Some("mallory:x"))),
+            Ok(2)
+        );
+        // Alice's media still reaches alice's connection only.
+        assert_eq!(router.route(alice, RTP), Ok(1));
+        assert_eq!(router.route(alice, DTLS), Ok(1));
+        // Once alice's connection closes, the address is free again.
+        router.remove(&1);
+        router.note_sent(&2, alice);
+        assert_eq!(router.route(alice, RTP), Ok(2));
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub enum EndpointError {
     /// The engine refused (a bad offer, for example).
     #[error("webrtc: {0}")]
     Engine(#[from] rtc::shared::error::Error),
+    /// Bound to every interface with no address to announce.
+    #[error("bound to an unspecified address: configure the address to announce")]
+    Unannounced,
     /// The engine produced no local description.
     #[error("no local description after the answer")]
     NoAnswer,
@@ -112,6 +115,10 @@ impl Endpoint {
         let socket = UdpSocket::bind(bind).await?;
         let local = socket.local_addr()?;
         let advertised = SocketAddr::new(announce.unwrap_or(local.ip()), local.port());
+        if advertised.ip().is_unspecified() {
+            // A candidate at 0.0.0.0 reaches nobody.
+            return Err(EndpointError::Unannounced);
+        }
         Ok(Self {
             socket,
             advertised,
@@ -261,7 +268,8 @@ impl Endpoint {
 
     /// Sends `packet` (another participant's) on an outgoing track: its
     /// SSRC becomes the track's and its payload type the one negotiated for
-    /// the track's codec on this connection; header extensions, whose ids
+    /// the track's codec on this connection (matched by codec name; fmtp
+    /// profiles, which H.264 needs, are not compared yet); header extensions, whose ids
     /// were negotiated with the publisher, are dropped; sequence number and
     /// timestamp continue the track's own numbering ([`crate::rewrite`]).
     /// `switch`: a packet from another source than the track's current one
@@ -332,9 +340,9 @@ impl Endpoint {
 
     /// Runs the socket and the connections until the next event.
     ///
-    /// Dropping the future before it returns (in a `select!`) may lose a
-    /// datagram a connection had handed over for sending; that is a UDP
-    /// loss, which ICE, DTLS and RTP already tolerate, never a wrong route.
+    /// Dropping the future before it returns (in a `select!`) may lose the
+    /// one datagram being sent (a UDP loss, which ICE, DTLS and RTP already
+    /// tolerate); events already taken from the connections stay queued.
     ///
     /// # Errors
     /// When the socket fails.
@@ -364,8 +372,10 @@ impl Endpoint {
                 () = sleep => {
                     let now = Instant::now();
                     for pc in self.peers.values_mut() {
-                        if pc.poll_timeout().is_some_and(|at| at <= now) {
-                            let _ = pc.handle_timeout(now);
+                        if pc.poll_timeout().is_some_and(|at| at <= now)
+                            && let Err(error) = pc.handle_timeout(now)
+                        {
+                            tracing::debug!(%error, "a connection's timer failed");
                         }
                     }
                 }
@@ -402,23 +412,19 @@ impl Endpoint {
 
     /// Sends what the connections wrote and collects their events and media.
     async fn flush(&mut self) -> Result<(), EndpointError> {
+        // Events and media first, without awaiting: a cancelled flush must
+        // not lose a connection's end (it would never be closed).
         let mut gone = Vec::new();
         for (&peer, pc) in &mut self.peers {
-            while let Some(out) = pc.poll_write() {
-                let to = out.transport.peer_addr;
-                self.router.note_sent(&peer, to);
-                if let Err(error) = self.socket.send_to(&out.message, to).await {
-                    // One unreachable remote must not stop the others.
-                    tracing::debug!(%error, peer = peer.0, "send failed");
-                }
-            }
             while let Some(event) = pc.poll_event() {
                 if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = event {
                     match state {
                         RTCPeerConnectionState::Connected => {
                             self.events.push_back(Event::Connected(peer));
                         }
-                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
+                            if !gone.contains(&peer) =>
+                        {
                             gone.push(peer);
                         }
                         _ => {}
@@ -438,6 +444,17 @@ impl Endpoint {
         for peer in gone {
             self.close(peer);
             self.events.push_back(Event::Gone(peer));
+        }
+        // Then the datagrams; cancelling here loses at most the one in hand.
+        for (&peer, pc) in &mut self.peers {
+            while let Some(out) = pc.poll_write() {
+                let to = out.transport.peer_addr;
+                self.router.note_sent(&peer, to);
+                if let Err(error) = self.socket.send_to(&out.message, to).await {
+                    // One unreachable remote must not stop the others.
+                    tracing::debug!(%error, peer = peer.0, "send failed");
+                }
+            }
         }
         Ok(())
     }

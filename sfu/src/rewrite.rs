@@ -14,7 +14,8 @@
 //!   first packet follows the last one sent (`sequence + 1`), with a
 //!   timestamp advanced by the wall-clock time since then at the codec's
 //!   clock rate (at least 1), so playout timing stays right;
-//! - packets that still arrive from a source after the switch are dropped.
+//! - packets that still arrive from a source after the switch are dropped,
+//!   and so are the new source's packets older than the one switched on.
 //!
 //! Invariant: on one track, the output sequence numbers of successive
 //! in-order packets increase by one across any number of switches.
@@ -31,6 +32,10 @@ pub struct Rewriter {
 #[derive(Debug, Clone, Copy)]
 struct State {
     source: u32,
+    /// The source's sequence number the track started or switched on: its
+    /// older packets (late, or retransmitted) would take numbers already
+    /// used for the previous source, so they are dropped.
+    first_sequence: u16,
     sequence_offset: u16,
     timestamp_offset: u32,
     /// The newest packet sent (in sequence order), output numbering.
@@ -75,6 +80,7 @@ impl Rewriter {
         let state = match self.state {
             None => self.state.insert(State {
                 source,
+                first_sequence: sequence,
                 sequence_offset: 0,
                 timestamp_offset: 0,
                 last_sequence: sequence,
@@ -91,11 +97,15 @@ impl Rewriter {
                 let next_sequence = state.last_sequence.wrapping_add(1);
                 let next_timestamp = state.last_timestamp.wrapping_add(advance);
                 state.source = source;
+                state.first_sequence = sequence;
                 state.sequence_offset = next_sequence.wrapping_sub(sequence);
                 state.timestamp_offset = next_timestamp.wrapping_sub(timestamp);
                 state
             }
         };
+        if is_newer(state.first_sequence, sequence) {
+            return None;
+        }
         let out = Numbering {
             sequence: sequence.wrapping_add(state.sequence_offset),
             timestamp: timestamp.wrapping_add(state.timestamp_offset),
@@ -162,6 +172,10 @@ mod tests {
         assert_eq!(late.unwrap().sequence, 103, "a late packet keeps its place");
         // The old source's stragglers are dropped now.
         assert_eq!(a(102, 11000, 150, false, &mut track), None);
+        // So are the new source's packets from before the switch: their
+        // numbers were the old source's.
+        let before = track.rewrite(0xB, 59_999, 0, start + Duration::from_millis(150), false);
+        assert_eq!(before, None);
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! Real WebRTC peers (the `rtc` engine as the remote side, each on its own
 //! UDP socket) connect to one SFU endpoint over loopback with real ICE and
 //! DTLS-SRTP, and their media arrives from the connection that is theirs,
-//! although every connection shares the endpoint's one socket.
+//! although every connection shares the endpoint's one socket. A datagram
+//! routed to the wrong connection fails that connection's checks (ICE
+//! integrity, DTLS, SRTP) and is dropped, so a broken router shows as a
+//! peer that never connects or whose media never arrives: the tests then
+//! time out (checked by breaking the routing on purpose).
 //!
 //! The browser is the other real peer of the project: the video-visit pages'
 //! end-to-end tests drive Chromium against this endpoint once signaling

@@ -91,6 +91,46 @@ pub enum EndpointError {
     CodecNotNegotiated,
 }
 
+/// What forwarding on one outgoing track needs besides the engine.
+struct Outgoing {
+    /// Sequence numbers and timestamps (see [`crate::rewrite`]).
+    numbering: Rewriter,
+    /// The track's SSRC and negotiated payload type, looked up on the first
+    /// packet after each negotiation rather than on every packet.
+    header: Option<(u32, u8)>,
+}
+
+/// The connection `peer` among `peers`.
+fn connection(
+    peers: &mut HashMap<PeerId, RTCPeerConnection>,
+    peer: PeerId,
+) -> Result<&mut RTCPeerConnection, EndpointError> {
+    peers.get_mut(&peer).ok_or(EndpointError::NoPeer(peer))
+}
+
+/// The SSRC and the payload type negotiated for its codec of an outgoing track.
+fn outgoing_header(
+    pc: &mut RTCPeerConnection,
+    sender: RTCRtpSenderId,
+) -> Result<(u32, u8), EndpointError> {
+    let mut rtp_sender = pc.rtp_sender(sender).ok_or(EndpointError::NoSender)?;
+    let track = rtp_sender.track();
+    let ssrc = track.ssrcs().next().ok_or(EndpointError::NoSender)?;
+    let mime = track
+        .codec(ssrc)
+        .map(|codec| codec.mime_type.clone())
+        .ok_or(EndpointError::NoSender)?;
+    let payload_type = rtp_sender
+        .get_parameters()
+        .rtp_parameters
+        .codecs
+        .iter()
+        .find(|codec| codec.rtp_codec.mime_type.eq_ignore_ascii_case(&mime))
+        .map(|codec| codec.payload_type)
+        .ok_or(EndpointError::CodecNotNegotiated)?;
+    Ok((ssrc, payload_type))
+}
+
 /// The SFU's socket and its connections.
 pub struct Endpoint {
     socket: UdpSocket,
@@ -99,8 +139,8 @@ pub struct Endpoint {
     advertised: SocketAddr,
     router: Router<PeerId>,
     peers: HashMap<PeerId, RTCPeerConnection>,
-    /// Numbering of each outgoing track (see [`crate::rewrite`]).
-    outgoing: HashMap<(PeerId, RTCRtpSenderId), Rewriter>,
+    /// Each outgoing track's numbering and header (see `forward`).
+    outgoing: HashMap<(PeerId, RTCRtpSenderId), Outgoing>,
     next_id: u64,
     events: std::collections::VecDeque<Event>,
 }
@@ -202,10 +242,7 @@ impl Endpoint {
         codec: RTCRtpCodec,
         ssrc: u32,
     ) -> Result<RTCRtpSenderId, EndpointError> {
-        let pc = self
-            .peers
-            .get_mut(&peer)
-            .ok_or(EndpointError::NoPeer(peer))?;
+        let pc = connection(&mut self.peers, peer)?;
         let clock_rate = codec.clock_rate;
         let track = MediaStreamTrack::new(
             format!("bedside-{ssrc}"),
@@ -230,8 +267,13 @@ impl Endpoint {
             }),
         )?;
         let sender = RTCRtpSenderId::from(transceiver);
-        self.outgoing
-            .insert((peer, sender), Rewriter::new(clock_rate));
+        self.outgoing.insert(
+            (peer, sender),
+            Outgoing {
+                numbering: Rewriter::new(clock_rate),
+                header: None,
+            },
+        );
         Ok(sender)
     }
 
@@ -241,10 +283,7 @@ impl Endpoint {
     /// # Errors
     /// When the connection does not exist or the engine refuses.
     pub fn offer(&mut self, peer: PeerId) -> Result<String, EndpointError> {
-        let pc = self
-            .peers
-            .get_mut(&peer)
-            .ok_or(EndpointError::NoPeer(peer))?;
+        let pc = connection(&mut self.peers, peer)?;
         let offer = pc.create_offer(None)?;
         pc.set_local_description(Instant::now(), offer)?;
         Ok(pc.local_description().ok_or(EndpointError::NoAnswer)?.sdp)
@@ -255,14 +294,17 @@ impl Endpoint {
     /// # Errors
     /// When the connection does not exist or the answer is refused.
     pub fn accept_answer(&mut self, peer: PeerId, answer_sdp: &str) -> Result<(), EndpointError> {
-        let pc = self
-            .peers
-            .get_mut(&peer)
-            .ok_or(EndpointError::NoPeer(peer))?;
+        let pc = connection(&mut self.peers, peer)?;
         pc.set_remote_description(
             Instant::now(),
             RTCSessionDescription::answer(answer_sdp.to_owned())?,
         )?;
+        // A negotiation may change payload types: look them up again.
+        for ((owner, _), track) in &mut self.outgoing {
+            if *owner == peer {
+                track.header = None;
+            }
+        }
         Ok(())
     }
 
@@ -286,31 +328,17 @@ impl Endpoint {
         mut packet: rtc::rtp::Packet,
         switch: bool,
     ) -> Result<bool, EndpointError> {
-        let pc = self
-            .peers
-            .get_mut(&peer)
-            .ok_or(EndpointError::NoPeer(peer))?;
-        let numbering = self
+        let pc = connection(&mut self.peers, peer)?;
+        let track = self
             .outgoing
             .get_mut(&(peer, sender))
             .ok_or(EndpointError::NoSender)?;
-        let mut rtp_sender = pc.rtp_sender(sender).ok_or(EndpointError::NoSender)?;
-        let track = rtp_sender.track();
-        let ssrc = track.ssrcs().next().ok_or(EndpointError::NoSender)?;
-        let mime = track
-            .codec(ssrc)
-            .map(|codec| codec.mime_type.to_ascii_lowercase())
-            .ok_or(EndpointError::NoSender)?;
-        let payload_type = rtp_sender
-            .get_parameters()
-            .rtp_parameters
-            .codecs
-            .iter()
-            .find(|codec| codec.rtp_codec.mime_type.to_ascii_lowercase() == mime)
-            .map(|codec| codec.payload_type)
-            .ok_or(EndpointError::CodecNotNegotiated)?;
+        let (ssrc, payload_type) = match track.header {
+            Some(header) => header,
+            None => *track.header.insert(outgoing_header(pc, sender)?),
+        };
         let now = Instant::now();
-        let Some(out) = numbering.rewrite(
+        let Some(out) = track.numbering.rewrite(
             packet.header.ssrc,
             packet.header.sequence_number,
             packet.header.timestamp,
@@ -325,7 +353,9 @@ impl Endpoint {
         packet.header.timestamp = out.timestamp;
         packet.header.extension = false;
         packet.header.extensions.clear();
-        rtp_sender.write_rtp(now, packet)?;
+        pc.rtp_sender(sender)
+            .ok_or(EndpointError::NoSender)?
+            .write_rtp(now, packet)?;
         Ok(true)
     }
 

@@ -25,17 +25,21 @@ use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
-use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::{
-    CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate,
+    CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate, RTCIceCandidateInit,
 };
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
-use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::rtp_transceiver::{
+    RTCRtpReceiverId, RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit,
+};
 use rtc::sansio::Protocol as _;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tokio::net::UdpSocket;
@@ -54,6 +58,28 @@ pub enum Event {
     Connected(PeerId),
     /// The connection failed or closed; it has been removed.
     Gone(PeerId),
+    /// The remote side started sending a track (its first packet came).
+    Track {
+        /// Which connection.
+        peer: PeerId,
+        /// The engine's id of the track (as in [`Event::Rtp`]).
+        track: String,
+        /// Audio or video.
+        kind: RtpCodecKind,
+        /// The codec its first packet used.
+        codec: RTCRtpCodec,
+        /// The SSRC of its first packet.
+        ssrc: u32,
+        /// The simulcast layer's RTP stream id, if it is one.
+        rid: Option<String>,
+    },
+    /// The remote side asked for a keyframe (PLI or FIR) on an outgoing track.
+    KeyframeWanted {
+        /// Which connection.
+        peer: PeerId,
+        /// Which outgoing track.
+        sender: RTCRtpSenderId,
+    },
     /// An RTP packet from the connection's remote side (decrypted).
     Rtp {
         /// Which connection.
@@ -95,6 +121,8 @@ pub enum EndpointError {
 struct Outgoing {
     /// Sequence numbers and timestamps (see [`crate::rewrite`]).
     numbering: Rewriter,
+    /// The SSRC chosen for it (keyframe requests name it).
+    ssrc: u32,
     /// The track's SSRC and negotiated payload type, looked up on the first
     /// packet after each negotiation rather than on every packet.
     header: Option<(u32, u8)>,
@@ -141,6 +169,8 @@ pub struct Endpoint {
     peers: HashMap<PeerId, RTCPeerConnection>,
     /// Each outgoing track's numbering and header (see `forward`).
     outgoing: HashMap<(PeerId, RTCRtpSenderId), Outgoing>,
+    /// Each incoming stream's receiver, by SSRC (keyframe requests go there).
+    incoming: HashMap<(PeerId, u32), RTCRtpReceiverId>,
     next_id: u64,
     events: std::collections::VecDeque<Event>,
 }
@@ -165,6 +195,7 @@ impl Endpoint {
             router: Router::new(),
             peers: HashMap::new(),
             outgoing: HashMap::new(),
+            incoming: HashMap::new(),
             next_id: 0,
             events: std::collections::VecDeque::new(),
         })
@@ -230,8 +261,10 @@ impl Endpoint {
     }
 
     /// Adds an outgoing track to a connection, to forward another
-    /// participant's media on: send-only, one SSRC chosen here. It takes
-    /// effect once the remote side has answered the next [`Endpoint::offer`].
+    /// participant's media on: send-only, one SSRC chosen here, in the
+    /// media stream `stream` (the remote side groups a participant's audio
+    /// and video by it). It takes effect once the remote side has answered
+    /// the next [`Endpoint::offer`].
     ///
     /// # Errors
     /// When the connection does not exist or is closed.
@@ -241,11 +274,12 @@ impl Endpoint {
         kind: RtpCodecKind,
         codec: RTCRtpCodec,
         ssrc: u32,
+        stream: &str,
     ) -> Result<RTCRtpSenderId, EndpointError> {
         let pc = connection(&mut self.peers, peer)?;
         let clock_rate = codec.clock_rate;
         let track = MediaStreamTrack::new(
-            format!("bedside-{ssrc}"),
+            stream.to_owned(),
             format!("forwarded-{ssrc}"),
             format!("forwarded-{ssrc}"),
             kind,
@@ -271,10 +305,66 @@ impl Endpoint {
             (peer, sender),
             Outgoing {
                 numbering: Rewriter::new(clock_rate),
+                ssrc,
                 header: None,
             },
         );
         Ok(sender)
+    }
+
+    /// Stops an outgoing track (its publisher left): the remote side sees
+    /// it end after answering the next [`Endpoint::offer`].
+    ///
+    /// # Errors
+    /// When the connection or the track does not exist.
+    pub fn remove_outgoing_track(
+        &mut self,
+        peer: PeerId,
+        sender: RTCRtpSenderId,
+    ) -> Result<(), EndpointError> {
+        let pc = connection(&mut self.peers, peer)?;
+        self.outgoing
+            .remove(&(peer, sender))
+            .ok_or(EndpointError::NoSender)?;
+        pc.remove_track(sender)?;
+        Ok(())
+    }
+
+    /// Asks the remote side for a keyframe (PLI) on its stream `ssrc`.
+    ///
+    /// # Errors
+    /// When the connection or the stream does not exist.
+    pub fn request_keyframe(&mut self, peer: PeerId, ssrc: u32) -> Result<(), EndpointError> {
+        let pc = connection(&mut self.peers, peer)?;
+        let receiver = *self
+            .incoming
+            .get(&(peer, ssrc))
+            .ok_or(EndpointError::NoSender)?;
+        pc.rtp_receiver(receiver)
+            .ok_or(EndpointError::NoSender)?
+            .write_rtcp(
+                Instant::now(),
+                vec![Box::new(PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc: ssrc,
+                })],
+            )?;
+        Ok(())
+    }
+
+    /// A trickled candidate of the remote side. The SFU also learns remote
+    /// addresses from connectivity checks (peer-reflexive), so a candidate
+    /// that never arrives costs nothing.
+    ///
+    /// # Errors
+    /// When the connection does not exist or the candidate is not valid.
+    pub fn add_remote_candidate(
+        &mut self,
+        peer: PeerId,
+        candidate: RTCIceCandidateInit,
+    ) -> Result<(), EndpointError> {
+        connection(&mut self.peers, peer)?.add_remote_candidate(candidate)?;
+        Ok(())
     }
 
     /// A new offer for a connection (after tracks were added): the remote
@@ -366,6 +456,7 @@ impl Endpoint {
         }
         self.router.remove(&peer);
         self.outgoing.retain(|(owner, _), _| *owner != peer);
+        self.incoming.retain(|(owner, _), _| *owner != peer);
     }
 
     /// Runs the socket and the connections until the next event.
@@ -447,9 +538,13 @@ impl Endpoint {
         let mut gone = Vec::new();
         for (&peer, pc) in &mut self.peers {
             while let Some(event) = pc.poll_event() {
-                if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) = event {
-                    match state {
+                match event {
+                    RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(state) => {
+                        tracing::debug!(peer = peer.0, ?state, "ICE state");
+                    }
+                    RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => match state {
                         RTCPeerConnectionState::Connected => {
+                            tracing::debug!(peer = peer.0, "connected");
                             self.events.push_back(Event::Connected(peer));
                         }
                         RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
@@ -458,16 +553,36 @@ impl Endpoint {
                             gone.push(peer);
                         }
                         _ => {}
+                    },
+                    RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                        if let Some(event) = track_opened(pc, peer, init, &mut self.incoming) {
+                            self.events.push_back(event);
+                        }
                     }
+                    _ => {}
                 }
             }
             while let Some(TaggedRTCMessage { message, .. }) = pc.poll_read() {
-                if let RTCMessage::RtpPacket(track, packet) = message {
-                    self.events.push_back(Event::Rtp {
+                match message {
+                    RTCMessage::RtpPacket(track, packet) => self.events.push_back(Event::Rtp {
                         peer,
                         track,
                         packet,
-                    });
+                    }),
+                    RTCMessage::RtcpPacket(_, packets) => {
+                        for media_ssrc in keyframe_requests(&packets) {
+                            // Which of this connection's outgoing tracks it names.
+                            let sender =
+                                self.outgoing.iter().find_map(|((owner, sender), track)| {
+                                    (*owner == peer && track.ssrc == media_ssrc).then_some(*sender)
+                                });
+                            if let Some(sender) = sender {
+                                self.events
+                                    .push_back(Event::KeyframeWanted { peer, sender });
+                            }
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
@@ -488,6 +603,46 @@ impl Endpoint {
         }
         Ok(())
     }
+}
+
+/// The event for a track that opened, remembering its receiver for
+/// keyframe requests; `None` when the engine no longer knows the receiver.
+fn track_opened(
+    pc: &mut RTCPeerConnection,
+    peer: PeerId,
+    init: rtc::peer_connection::event::RTCTrackEventInit,
+    incoming: &mut HashMap<(PeerId, u32), RTCRtpReceiverId>,
+) -> Option<Event> {
+    let receiver = pc.rtp_receiver(init.receiver_id)?;
+    let track = receiver.track();
+    let codec = track.codec(init.ssrc)?.clone();
+    let kind = track.kind();
+    incoming.insert((peer, init.ssrc), init.receiver_id);
+    Some(Event::Track {
+        peer,
+        track: init.track_id,
+        kind,
+        codec,
+        ssrc: init.ssrc,
+        rid: init.rid,
+    })
+}
+
+/// The media SSRCs that PLIs and FIRs in a compound RTCP packet ask
+/// keyframes of.
+fn keyframe_requests(packets: &[Box<dyn rtc::rtcp::Packet>]) -> Vec<u32> {
+    let mut wanted = Vec::new();
+    for packet in packets {
+        let any = packet.as_any();
+        if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
+            wanted.push(pli.media_ssrc);
+        } else if let Some(fir) = any.downcast_ref::<FullIntraRequest>() {
+            wanted.extend(fir.fir.iter().map(|entry| entry.ssrc));
+        }
+    }
+    wanted.sort_unstable();
+    wanted.dedup();
+    wanted
 }
 
 /// `len` random characters from ICE's alphabet (RFC 8445 §5.3: ALPHA, DIGIT, `+`, `/`).

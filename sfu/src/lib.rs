@@ -21,6 +21,11 @@
 //! - [`endpoint`]: the one UDP socket and the loop that drives every peer
 //!   connection on it (answers offers, routes datagrams, timers, events),
 //!   and forwarding RTP onto send-only tracks it adds by renegotiation.
+//! - [`rooms`]: a room per visit and the task that runs the endpoint for
+//!   it: each participant's published tracks forwarded to every other
+//!   participant of the room, renegotiation driven by the SFU alone (no
+//!   glare), keyframe requests on subscription and from subscribers,
+//!   rate-limited.
 //! - [`rewrite`]: one outgoing track's sequence numbers and timestamps,
 //!   continuous across layer and publisher switches (the endpoint's
 //!   forwarding keeps one per outgoing track).
@@ -28,3 +33,4 @@
 pub mod demux;
 pub mod endpoint;
 pub mod rewrite;
+pub mod rooms;

@@ -13,191 +13,20 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
 use bedside_sfu::endpoint::{Endpoint, Event, PeerId};
-use bytes::{Bytes, BytesMut};
-use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::RTCPeerConnectionBuilder;
-use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_VP8, MediaEngine};
-use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
-use rtc::peer_connection::event::RTCPeerConnectionEvent;
-use rtc::peer_connection::message::RTCMessage;
-use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
-use rtc::sansio::Protocol as _;
-use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use tokio::sync::oneshot;
 
-const DEADLINE: Duration = Duration::from_secs(30);
+use support::{DEADLINE, Remote, vp8};
 
-fn vp8() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: MIME_TYPE_VP8.to_owned(),
-        clock_rate: 90_000,
-        channels: 0,
-        sdp_fmtp_line: String::new(),
-        rtcp_feedback: vec![],
-    }
-}
+mod support;
 
-/// The test's handle on a remote peer's task.
-struct Remote {
-    peer: PeerId,
-    /// Offers from the SFU (renegotiation), each answered on its oneshot.
-    offers: mpsc::UnboundedSender<(String, oneshot::Sender<String>)>,
-    /// Each RTP packet the peer receives: its payload's first byte (the
-    /// sender's tag) and its sequence number.
-    received: mpsc::UnboundedReceiver<(u8, u16)>,
-}
-
-/// A remote peer that offers one VP8 track, connects to the SFU and then
-/// sends `packets` RTP packets whose payload is `tag` repeated. It answers
-/// the SFU's later offers and reports the media it receives.
-async fn remote_peer(endpoint: &mut Endpoint, tag: u8, packets: u16) -> Remote {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let local = socket.local_addr().unwrap();
-    let mut media = MediaEngine::default();
-    media.register_default_codecs().unwrap();
-    let mut pc = RTCPeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_media_engine(media)
-        .with_setting_engine(SettingEngineBuilder::new().build())
-        .build(Instant::now())
-        .unwrap();
-    let ssrc = 1000 + u32::from(tag);
-    let sender = pc
-        .add_track(MediaStreamTrack::new(
-            format!("stream-{tag}"),
-            format!("video-{tag}"),
-            format!("video-{tag}"),
-            RtpCodecKind::Video,
-            vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                codec: vp8(),
-                ..Default::default()
-            }],
-        ))
-        .unwrap();
-    let candidate = CandidateHostConfig {
-        base_config: CandidateConfig {
-            network: "udp".to_owned(),
-            address: local.ip().to_string(),
-            port: local.port(),
-            component: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-    .new_candidate_host()
-    .unwrap();
-    pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json().unwrap())
-        .unwrap();
-    let offer = pc.create_offer(None).unwrap();
-    pc.set_local_description(Instant::now(), offer).unwrap();
-    let offer_sdp = pc.local_description().unwrap().sdp;
-    let (peer, answer) = endpoint.answer(&offer_sdp).expect("the SFU answers");
-    pc.set_remote_description(
-        Instant::now(),
-        RTCSessionDescription::answer(answer).unwrap(),
-    )
-    .unwrap();
-
-    let (offers, mut offers_rx) = mpsc::unbounded_channel::<(String, oneshot::Sender<String>)>();
-    let (received_tx, received) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut buffer = vec![0u8; 2048];
-        let mut connected = false;
-        let mut sent = 0u16;
-        let started = Instant::now();
-        let mut tick = tokio::time::interval(Duration::from_millis(10));
-        while started.elapsed() < DEADLINE {
-            while let Some(out) = pc.poll_write() {
-                let _ = socket.send_to(&out.message, out.transport.peer_addr).await;
-            }
-            while let Some(event) = pc.poll_event() {
-                if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
-                    RTCPeerConnectionState::Connected,
-                ) = event
-                {
-                    connected = true;
-                }
-            }
-            while let Some(message) = pc.poll_read() {
-                if let RTCMessage::RtpPacket(_, packet) = message.message {
-                    let tag = packet.payload.first().copied().unwrap_or(0);
-                    let _ = received_tx.send((tag, packet.header.sequence_number));
-                }
-            }
-            while let Ok((offer, reply)) = offers_rx.try_recv() {
-                pc.set_remote_description(
-                    Instant::now(),
-                    RTCSessionDescription::offer(offer).unwrap(),
-                )
-                .unwrap();
-                let answer = pc.create_answer(None).unwrap();
-                pc.set_local_description(Instant::now(), answer).unwrap();
-                let _ = reply.send(pc.local_description().unwrap().sdp);
-            }
-            if connected && sent < packets {
-                let mut rtp_sender = pc.rtp_sender(sender).unwrap();
-                let payload_type = rtp_sender
-                    .get_parameters()
-                    .rtp_parameters
-                    .codecs
-                    .first()
-                    .map_or(96, |codec| codec.payload_type);
-                sent += 1;
-                let packet = rtc::rtp::packet::Packet {
-                    header: rtc::rtp::header::Header {
-                        version: 2,
-                        payload_type,
-                        // Each sender numbers from its own origin, as real ones do.
-                        sequence_number: (u16::from(tag) << 8).wrapping_add(sent),
-                        timestamp: u32::from(sent) * 3000,
-                        ssrc,
-                        ..Default::default()
-                    },
-                    payload: Bytes::from(vec![tag; 100]),
-                };
-                let _ = rtp_sender.write_rtp(Instant::now(), packet);
-            }
-            let timeout = pc.poll_timeout();
-            tokio::select! {
-                received = socket.recv_from(&mut buffer) => {
-                    let Ok((n, from)) = received else { continue };
-                    let _ = pc.handle_read(TaggedBytesMut {
-                        now: Instant::now(),
-                        transport: TransportContext {
-                            local_addr: local,
-                            peer_addr: from,
-                            transport_protocol: TransportProtocol::UDP,
-                            ecn: None,
-                        },
-                        message: BytesMut::from(&buffer[..n]),
-                    });
-                }
-                _ = tick.tick() => {}
-            }
-            if timeout.is_some_and(|at| at <= Instant::now()) {
-                let _ = pc.handle_timeout(Instant::now());
-            }
-        }
-    });
-    Remote {
-        peer,
-        offers,
-        received,
-    }
+/// A remote peer answered by the endpoint directly.
+async fn remote_peer(endpoint: &mut Endpoint, tag: u8, packets: u16) -> (PeerId, Remote) {
+    let offering = support::Offering::new(tag, packets).await;
+    let (peer, answer) = endpoint.answer(&offering.offer).expect("the SFU answers");
+    (peer, offering.start(answer))
 }
 
 #[tokio::test]
@@ -205,8 +34,8 @@ async fn peers_on_one_socket_connect_and_each_ones_media_arrives_as_theirs() {
     let mut endpoint = Endpoint::bind(SocketAddr::from(([127, 0, 0, 1], 0)), None)
         .await
         .unwrap();
-    let first = remote_peer(&mut endpoint, 0xA1, 40).await.peer;
-    let second = remote_peer(&mut endpoint, 0xB2, 40).await.peer;
+    let first = remote_peer(&mut endpoint, 0xA1, 40).await.0;
+    let second = remote_peer(&mut endpoint, 0xB2, 40).await.0;
     assert_ne!(first, second);
     let expected: HashMap<PeerId, u8> = [(first, 0xA1), (second, 0xB2)].into();
 
@@ -225,6 +54,7 @@ async fn peers_on_one_socket_connect_and_each_ones_media_arrives_as_theirs() {
                     );
                     *packets.entry(peer).or_default() += 1;
                 }
+                Event::Track { .. } | Event::KeyframeWanted { .. } => {}
             }
         }
     })
@@ -245,9 +75,9 @@ async fn forwarded_media_reaches_a_renegotiated_track_and_a_switch_is_seamless()
     let mut endpoint = Endpoint::bind(SocketAddr::from(([127, 0, 0, 1], 0)), None)
         .await
         .unwrap();
-    let first = remote_peer(&mut endpoint, 0xA1, 1000).await;
-    let second = remote_peer(&mut endpoint, 0xC3, 1000).await;
-    let mut subscriber = remote_peer(&mut endpoint, 0xB2, 0).await;
+    let (first, _first) = remote_peer(&mut endpoint, 0xA1, 1000).await;
+    let (second, _second) = remote_peer(&mut endpoint, 0xC3, 1000).await;
+    let (subscriber_peer, mut subscriber) = remote_peer(&mut endpoint, 0xB2, 0).await;
 
     let mut received: Vec<(u8, u16)> = Vec::new();
     let outcome = tokio::time::timeout(DEADLINE, async {
@@ -259,9 +89,15 @@ async fn forwarded_media_reaches_a_renegotiated_track_and_a_switch_is_seamless()
         }
         // A send-only track on the subscriber's connection, offered by the SFU.
         let sender = endpoint
-            .add_outgoing_track(subscriber.peer, RtpCodecKind::Video, vp8(), 0x5EED)
+            .add_outgoing_track(
+                subscriber_peer,
+                RtpCodecKind::Video,
+                vp8(),
+                0x5EED,
+                "publisher",
+            )
             .unwrap();
-        let offer = endpoint.offer(subscriber.peer).unwrap();
+        let offer = endpoint.offer(subscriber_peer).unwrap();
         let (reply, answer) = oneshot::channel();
         subscriber.offers.send((offer, reply)).unwrap();
         // The endpoint keeps running while the subscriber answers.
@@ -272,7 +108,7 @@ async fn forwarded_media_reaches_a_renegotiated_track_and_a_switch_is_seamless()
                 event = endpoint.next_event() => { event.unwrap(); }
             }
         };
-        endpoint.accept_answer(subscriber.peer, &answer).unwrap();
+        endpoint.accept_answer(subscriber_peer, &answer).unwrap();
         // The first publisher's packets, until the subscriber has ten; then
         // the second's (switching on its next packet), until ten more.
         let mut switched = false;
@@ -280,10 +116,10 @@ async fn forwarded_media_reaches_a_renegotiated_track_and_a_switch_is_seamless()
             tokio::select! {
                 event = endpoint.next_event() => {
                     if let Event::Rtp { peer, packet, .. } = event.unwrap() {
-                        if peer == first.peer {
-                            endpoint.forward(subscriber.peer, sender, packet, false).unwrap();
-                        } else if peer == second.peer && switched {
-                            endpoint.forward(subscriber.peer, sender, packet, true).unwrap();
+                        if peer == first {
+                            endpoint.forward(subscriber_peer, sender, packet, false).unwrap();
+                        } else if peer == second && switched {
+                            endpoint.forward(subscriber_peer, sender, packet, true).unwrap();
                         }
                     }
                 }

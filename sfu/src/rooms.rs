@@ -1,0 +1,676 @@
+//! Rooms: which participant's media goes to whom, and the task that runs
+//! the [`Endpoint`] for them.
+//!
+//! Each participant of a visit has one peer connection. The participant's
+//! browser offers it once, with what it sends; after that only the SFU
+//! offers (to add or stop the tracks it forwards), one offer at a time, and
+//! waits for the answer before the next. So the two sides never offer at
+//! the same time (no glare), whatever order participants join, leave and
+//! rejoin in: changes made while an offer is out are gathered into the next
+//! one.
+//!
+//! Forwarding to a subscriber starts once the subscriber has answered the
+//! offer that added the track, with a keyframe request to the publisher so
+//! the subscriber's decoder starts at once. Keyframe requests, the SFU's
+//! own and subscribers' (PLI/FIR), reach a publisher at most once per
+//! [`KEYFRAME_INTERVAL`] per stream.
+//!
+//! Invariants: a participant is in one room; media only flows between
+//! participants of the same room; a participant who publishes again (a
+//! reload, a rejoin) replaces their earlier connection.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RtpCodecKind};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::endpoint::{Endpoint, EndpointError, Event, PeerId};
+
+/// At most one keyframe request per publisher stream this often.
+pub const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What the SFU tells one participant's signaling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
+    /// An offer to answer with [`Sfu::answer`] (tracks added or stopped).
+    Offer(String),
+    /// Media is flowing (ICE and DTLS are up).
+    Connected,
+    /// The connection failed or closed; publish again to reconnect.
+    Disconnected,
+}
+
+/// Why the SFU refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SfuError {
+    /// The offer, answer or candidate was refused by the engine.
+    #[error("{0}")]
+    Refused(#[from] EndpointError),
+    /// The participant has no connection (never published, or it closed).
+    #[error("no connection for this participant")]
+    NotConnected,
+    /// An answer came with no offer of the SFU's waiting for it.
+    #[error("no offer is waiting for an answer")]
+    NoOfferPending,
+    /// The SFU task has stopped.
+    #[error("the media server stopped")]
+    Stopped,
+}
+
+/// Counters for metrics, shared with the SFU task.
+#[derive(Debug, Default)]
+pub struct SfuCounters {
+    /// RTP packets sent on to subscribers.
+    pub forwarded_packets: AtomicU64,
+    /// Their payload bytes.
+    pub forwarded_bytes: AtomicU64,
+    /// Keyframe requests sent to publishers.
+    pub keyframe_requests: AtomicU64,
+    /// Participants with a connection.
+    pub participants: AtomicU64,
+    /// Rooms with at least one connection.
+    pub rooms: AtomicU64,
+}
+
+enum Command {
+    Publish {
+        room: Uuid,
+        participant: Uuid,
+        offer: String,
+        signals: mpsc::UnboundedSender<Signal>,
+        reply: oneshot::Sender<Result<String, SfuError>>,
+    },
+    Answer {
+        participant: Uuid,
+        sdp: String,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+    Candidate {
+        participant: Uuid,
+        candidate: RTCIceCandidateInit,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+    Leave {
+        participant: Uuid,
+    },
+}
+
+/// The handle signaling holds: cheap to clone, every call goes to the SFU
+/// task.
+#[derive(Clone)]
+pub struct Sfu {
+    commands: mpsc::UnboundedSender<Command>,
+    counters: Arc<SfuCounters>,
+    advertised: std::net::SocketAddr,
+}
+
+impl Sfu {
+    /// Starts the SFU task on `endpoint`; it stops when every handle is
+    /// dropped.
+    pub fn start(endpoint: Endpoint) -> Self {
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let counters = Arc::new(SfuCounters::default());
+        let advertised = endpoint.advertised();
+        let rooms = Rooms {
+            endpoint,
+            participants: HashMap::new(),
+            by_peer: HashMap::new(),
+            published: HashMap::new(),
+            last_keyframe_request: HashMap::new(),
+            connected: std::collections::HashSet::new(),
+            counters: counters.clone(),
+        };
+        tokio::spawn(rooms.run(receiver));
+        Self {
+            commands,
+            counters,
+            advertised,
+        }
+    }
+
+    /// The address every connection advertises (the one UDP port to open).
+    pub fn advertised(&self) -> std::net::SocketAddr {
+        self.advertised
+    }
+
+    /// The counters behind the SFU's metrics.
+    pub fn counters(&self) -> &SfuCounters {
+        &self.counters
+    }
+
+    /// Connects `participant` to `room` with the browser's offer (what it
+    /// sends) and returns the answer. Later changes arrive as
+    /// [`Signal::Offer`]s on `signals`. Publishing again replaces the
+    /// participant's earlier connection.
+    ///
+    /// # Errors
+    /// When the offer is refused or the SFU stopped.
+    pub async fn publish(
+        &self,
+        room: Uuid,
+        participant: Uuid,
+        offer: String,
+        signals: mpsc::UnboundedSender<Signal>,
+    ) -> Result<String, SfuError> {
+        self.call(|reply| Command::Publish {
+            room,
+            participant,
+            offer,
+            signals,
+            reply,
+        })
+        .await
+    }
+
+    /// The participant's answer to the SFU's last [`Signal::Offer`].
+    ///
+    /// # Errors
+    /// When no offer waits, or the answer is refused.
+    pub async fn answer(&self, participant: Uuid, sdp: String) -> Result<(), SfuError> {
+        self.call(|reply| Command::Answer {
+            participant,
+            sdp,
+            reply,
+        })
+        .await
+    }
+
+    /// A candidate the participant's browser trickled.
+    ///
+    /// # Errors
+    /// When the participant has no connection or the candidate is refused.
+    pub async fn candidate(
+        &self,
+        participant: Uuid,
+        candidate: RTCIceCandidateInit,
+    ) -> Result<(), SfuError> {
+        self.call(|reply| Command::Candidate {
+            participant,
+            candidate,
+            reply,
+        })
+        .await
+    }
+
+    /// Closes the participant's connection; the others stop receiving it.
+    pub fn leave(&self, participant: Uuid) {
+        let _ = self.commands.send(Command::Leave { participant });
+    }
+
+    async fn call<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, SfuError>>) -> Command,
+    ) -> Result<T, SfuError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .map_err(|_| SfuError::Stopped)?;
+        answer.await.map_err(|_| SfuError::Stopped)?
+    }
+}
+
+/// One participant's connection and where its negotiation stands.
+struct Participant {
+    room: Uuid,
+    peer: PeerId,
+    signals: mpsc::UnboundedSender<Signal>,
+    /// An offer of the SFU's is out, unanswered.
+    offer_out: bool,
+    /// Tracks were added or stopped since the last offer.
+    offer_needed: bool,
+}
+
+/// Whether a subscriber's copy of a track may carry packets now: its offer
+/// was answered and its connection is up (before DTLS is up there are no
+/// SRTP keys to send with).
+fn flowing(sub: &Subscription, connected: &std::collections::HashSet<PeerId>) -> bool {
+    sub.active && connected.contains(&sub.peer)
+}
+
+/// A track a participant publishes, and who receives it.
+struct Published {
+    room: Uuid,
+    publisher: Uuid,
+    kind: RtpCodecKind,
+    codec: RTCRtpCodec,
+    ssrc: u32,
+    subscriptions: Vec<Subscription>,
+}
+
+/// One subscriber's copy of a published track.
+struct Subscription {
+    subscriber: Uuid,
+    peer: PeerId,
+    sender: RTCRtpSenderId,
+    /// Included in an offer the subscriber has been sent.
+    offered: bool,
+    /// The subscriber answered that offer (see `flowing`).
+    active: bool,
+    /// No packet forwarded yet (the first one starts the track's numbering).
+    fresh: bool,
+}
+
+struct Rooms {
+    endpoint: Endpoint,
+    participants: HashMap<Uuid, Participant>,
+    by_peer: HashMap<PeerId, Uuid>,
+    /// Published tracks by the publisher's connection and the engine's track id.
+    published: HashMap<(PeerId, String), Published>,
+    last_keyframe_request: HashMap<(PeerId, u32), Instant>,
+    /// Connections whose ICE and DTLS are up.
+    connected: std::collections::HashSet<PeerId>,
+    counters: Arc<SfuCounters>,
+}
+
+enum Next {
+    Command(Option<Command>),
+    Event(Result<Event, EndpointError>),
+}
+
+impl Rooms {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        loop {
+            let next = tokio::select! {
+                command = commands.recv() => Next::Command(command),
+                event = self.endpoint.next_event() => Next::Event(event),
+            };
+            match next {
+                Next::Command(Some(command)) => self.command(command),
+                Next::Command(None) => return,
+                Next::Event(Ok(event)) => self.event(event),
+                Next::Event(Err(error)) => {
+                    tracing::error!(%error, "the SFU socket failed; video visits stop");
+                    return;
+                }
+            }
+            self.negotiate();
+            self.count();
+        }
+    }
+
+    fn count(&self) {
+        let mut rooms: Vec<Uuid> = self.participants.values().map(|p| p.room).collect();
+        rooms.sort_unstable();
+        rooms.dedup();
+        self.counters
+            .participants
+            .store(self.participants.len() as u64, Ordering::Relaxed);
+        self.counters
+            .rooms
+            .store(rooms.len() as u64, Ordering::Relaxed);
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Publish {
+                room,
+                participant,
+                offer,
+                signals,
+                reply,
+            } => {
+                let _ = reply.send(self.publish(room, participant, &offer, signals));
+            }
+            Command::Answer {
+                participant,
+                sdp,
+                reply,
+            } => {
+                let _ = reply.send(self.answer(participant, &sdp));
+            }
+            Command::Candidate {
+                participant,
+                candidate,
+                reply,
+            } => {
+                let result = match self.participants.get(&participant) {
+                    Some(p) => self
+                        .endpoint
+                        .add_remote_candidate(p.peer, candidate)
+                        .map_err(SfuError::from),
+                    None => Err(SfuError::NotConnected),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Leave { participant } => self.leave(participant),
+        }
+    }
+
+    fn publish(
+        &mut self,
+        room: Uuid,
+        participant: Uuid,
+        offer: &str,
+        signals: mpsc::UnboundedSender<Signal>,
+    ) -> Result<String, SfuError> {
+        // A reload or a rejoin: the old connection goes first.
+        self.leave(participant);
+        let (peer, answer) = self.endpoint.answer(offer)?;
+        self.participants.insert(
+            participant,
+            Participant {
+                room,
+                peer,
+                signals,
+                offer_out: false,
+                offer_needed: false,
+            },
+        );
+        self.by_peer.insert(peer, participant);
+        // What the others already publish.
+        let existing: Vec<(PeerId, String)> = self
+            .published
+            .iter()
+            .filter(|(_, track)| track.room == room && track.publisher != participant)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in existing {
+            self.subscribe(&key, participant);
+        }
+        tracing::info!(peer = peer.0, "participant connected to the SFU");
+        Ok(answer)
+    }
+
+    /// Adds an outgoing copy of the published track `key` to `subscriber`'s
+    /// connection (sent with the subscriber's next offer).
+    fn subscribe(&mut self, key: &(PeerId, String), subscriber: Uuid) {
+        let Some(participant) = self.participants.get_mut(&subscriber) else {
+            return;
+        };
+        let Some(track) = self.published.get_mut(key) else {
+            return;
+        };
+        let ssrc = rand::random::<u32>();
+        match self.endpoint.add_outgoing_track(
+            participant.peer,
+            track.kind,
+            track.codec.clone(),
+            ssrc,
+            &track.publisher.to_string(),
+        ) {
+            Ok(sender) => {
+                track.subscriptions.push(Subscription {
+                    subscriber,
+                    peer: participant.peer,
+                    sender,
+                    offered: false,
+                    active: false,
+                    fresh: true,
+                });
+                participant.offer_needed = true;
+            }
+            Err(error) => tracing::warn!(%error, "could not add a forwarded track"),
+        }
+    }
+
+    fn answer(&mut self, participant: Uuid, sdp: &str) -> Result<(), SfuError> {
+        let p = self
+            .participants
+            .get_mut(&participant)
+            .ok_or(SfuError::NotConnected)?;
+        if !p.offer_out {
+            return Err(SfuError::NoOfferPending);
+        }
+        let peer = p.peer;
+        self.endpoint.accept_answer(peer, sdp)?;
+        p.offer_out = false;
+        // The tracks that offer carried now flow; each starts on a keyframe.
+        for track in self.published.values_mut() {
+            for sub in &mut track.subscriptions {
+                if sub.peer == peer && sub.offered {
+                    sub.active = true;
+                }
+            }
+        }
+        self.start_flowing(peer);
+        Ok(())
+    }
+
+    /// Asks the publishers of what now flows to `subscriber` for keyframes
+    /// (a decoder starts on one), for subscriptions not yet started.
+    fn start_flowing(&mut self, subscriber: PeerId) {
+        let wanted: Vec<(PeerId, u32)> =
+            self.published
+                .iter()
+                .filter(|(_, track)| track.kind == RtpCodecKind::Video)
+                .filter(|(_, track)| {
+                    track.subscriptions.iter().any(|sub| {
+                        sub.peer == subscriber && sub.fresh && flowing(sub, &self.connected)
+                    })
+                })
+                .map(|((publisher, _), track)| (*publisher, track.ssrc))
+                .collect();
+        for (publisher, ssrc) in wanted {
+            self.request_keyframe(publisher, ssrc);
+        }
+    }
+
+    fn leave(&mut self, participant: Uuid) {
+        let Some(p) = self.participants.remove(&participant) else {
+            return;
+        };
+        self.by_peer.remove(&p.peer);
+        self.endpoint.close(p.peer);
+        self.forget_peer(p.peer);
+        tracing::info!(peer = p.peer.0, "participant left the SFU");
+    }
+
+    /// Removes what a closed connection published (the subscribers' copies
+    /// stop with their next offer) and received.
+    fn forget_peer(&mut self, peer: PeerId) {
+        let gone: Vec<(PeerId, String)> = self
+            .published
+            .keys()
+            .filter(|(publisher, _)| *publisher == peer)
+            .cloned()
+            .collect();
+        for key in gone {
+            let Some(track) = self.published.remove(&key) else {
+                continue;
+            };
+            for sub in track.subscriptions {
+                if self
+                    .endpoint
+                    .remove_outgoing_track(sub.peer, sub.sender)
+                    .is_ok()
+                    && let Some(subscriber) = self.participants.get_mut(&sub.subscriber)
+                {
+                    subscriber.offer_needed = true;
+                }
+            }
+        }
+        for track in self.published.values_mut() {
+            track.subscriptions.retain(|sub| sub.peer != peer);
+        }
+        self.last_keyframe_request
+            .retain(|(publisher, _), _| *publisher != peer);
+        self.connected.remove(&peer);
+    }
+
+    fn event(&mut self, event: Event) {
+        match event {
+            Event::Connected(peer) => {
+                self.connected.insert(peer);
+                if let Some(p) = self
+                    .by_peer
+                    .get(&peer)
+                    .and_then(|id| self.participants.get(id))
+                {
+                    let _ = p.signals.send(Signal::Connected);
+                }
+                self.start_flowing(peer);
+            }
+            Event::Gone(peer) => {
+                if let Some(participant) = self.by_peer.remove(&peer)
+                    && let Some(p) = self.participants.remove(&participant)
+                {
+                    let _ = p.signals.send(Signal::Disconnected);
+                }
+                self.forget_peer(peer);
+            }
+            Event::Track {
+                peer,
+                track,
+                kind,
+                codec,
+                ssrc,
+                rid,
+            } => self.track_opened(peer, track, kind, codec, ssrc, rid),
+            Event::Rtp {
+                peer,
+                track,
+                packet,
+            } => self.forward(peer, &track, packet),
+            Event::KeyframeWanted { peer, sender } => {
+                let source = self.published.iter().find_map(|((publisher, _), track)| {
+                    track
+                        .subscriptions
+                        .iter()
+                        .any(|sub| sub.peer == peer && sub.sender == sender)
+                        .then_some((*publisher, track.ssrc))
+                });
+                if let Some((publisher, ssrc)) = source {
+                    self.request_keyframe(publisher, ssrc);
+                }
+            }
+        }
+    }
+
+    fn track_opened(
+        &mut self,
+        peer: PeerId,
+        track: String,
+        kind: RtpCodecKind,
+        codec: RTCRtpCodec,
+        ssrc: u32,
+        rid: Option<String>,
+    ) {
+        let Some(&publisher) = self.by_peer.get(&peer) else {
+            return;
+        };
+        let key = (peer, track);
+        if self.published.contains_key(&key) {
+            // Another simulcast layer of a track already forwarded: the
+            // first layer to arrive is the one forwarded for now.
+            tracing::debug!(?rid, "further layer of a published track ignored");
+            return;
+        }
+        let Some(room) = self.participants.get(&publisher).map(|p| p.room) else {
+            return;
+        };
+        self.published.insert(
+            key.clone(),
+            Published {
+                room,
+                publisher,
+                kind,
+                codec,
+                ssrc,
+                subscriptions: Vec::new(),
+            },
+        );
+        let others: Vec<Uuid> = self
+            .participants
+            .iter()
+            .filter(|(id, p)| p.room == room && **id != publisher)
+            .map(|(id, _)| *id)
+            .collect();
+        for subscriber in others {
+            self.subscribe(&key, subscriber);
+        }
+    }
+
+    fn forward(&mut self, peer: PeerId, track: &str, packet: rtc::rtp::Packet) {
+        // Borrowing the key as (PeerId, &str) is not possible with a
+        // (PeerId, String) key; the clone is one short string per packet.
+        let Some(published) = self.published.get_mut(&(peer, track.to_owned())) else {
+            return;
+        };
+        if packet.header.ssrc != published.ssrc {
+            // Another simulcast layer (see `track_opened`).
+            return;
+        }
+        let bytes = packet.payload.len() as u64;
+        for sub in &mut published.subscriptions {
+            if !flowing(sub, &self.connected) {
+                continue;
+            }
+            match self
+                .endpoint
+                .forward(sub.peer, sub.sender, packet.clone(), sub.fresh)
+            {
+                Ok(true) => {
+                    sub.fresh = false;
+                    self.counters
+                        .forwarded_packets
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .forwarded_bytes
+                        .fetch_add(bytes, Ordering::Relaxed);
+                }
+                Ok(false) => {}
+                Err(error) => tracing::debug!(%error, "forwarding failed"),
+            }
+        }
+    }
+
+    fn request_keyframe(&mut self, publisher: PeerId, ssrc: u32) {
+        let now = Instant::now();
+        if let Some(last) = self.last_keyframe_request.get(&(publisher, ssrc))
+            && now.duration_since(*last) < KEYFRAME_INTERVAL
+        {
+            return;
+        }
+        self.last_keyframe_request.insert((publisher, ssrc), now);
+        match self.endpoint.request_keyframe(publisher, ssrc) {
+            Ok(()) => {
+                self.counters
+                    .keyframe_requests
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => tracing::debug!(%error, "keyframe request failed"),
+        }
+    }
+
+    /// Sends an offer to each participant whose tracks changed, whose
+    /// connection is up and who has no offer out. Changes made while the
+    /// first connection is still being set up wait for it, so a renegotiation
+    /// never overlaps the ICE and DTLS handshakes.
+    fn negotiate(&mut self) {
+        let due: Vec<Uuid> = self
+            .participants
+            .iter()
+            .filter(|(_, p)| p.offer_needed && !p.offer_out && self.connected.contains(&p.peer))
+            .map(|(id, _)| *id)
+            .collect();
+        for participant in due {
+            let Some(p) = self.participants.get_mut(&participant) else {
+                continue;
+            };
+            match self.endpoint.offer(p.peer) {
+                Ok(sdp) => {
+                    p.offer_out = true;
+                    p.offer_needed = false;
+                    let _ = p.signals.send(Signal::Offer(sdp));
+                    for track in self.published.values_mut() {
+                        for sub in &mut track.subscriptions {
+                            if sub.peer == p.peer {
+                                sub.offered = true;
+                            }
+                        }
+                    }
+                }
+                Err(error) => {
+                    p.offer_needed = false;
+                    tracing::warn!(%error, "could not make an offer");
+                }
+            }
+        }
+    }
+}

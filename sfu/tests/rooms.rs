@@ -1,0 +1,153 @@
+//! Rooms through the SFU's handle, with real `rtc` peers over loopback:
+//! each participant receives the others of its room and nobody else's, the
+//! SFU's renegotiation reaches every participant whatever the order of
+//! joining, and a participant who reconnects is received again.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use bedside_sfu::endpoint::Endpoint;
+use bedside_sfu::rooms::{Sfu, Signal};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use support::{DEADLINE, Offering};
+
+mod support;
+
+/// What the test sees of one participant: the tags of the packets it
+/// received, in order.
+struct Participant {
+    id: Uuid,
+    received: mpsc::UnboundedReceiver<(u8, u16)>,
+}
+
+/// Connects a participant sending `packets` packets tagged `tag` to `room`,
+/// and answers the SFU's offers for it as its signaling would.
+async fn join(sfu: &Sfu, room: Uuid, id: Uuid, tag: u8, packets: u16) -> Participant {
+    let offering = Offering::new(tag, packets).await;
+    let (signals, mut signal_rx) = mpsc::unbounded_channel();
+    let answer = sfu
+        .publish(room, id, offering.offer.clone(), signals)
+        .await
+        .expect("the SFU answers");
+    let remote = offering.start(answer);
+    let offers = remote.offers.clone();
+    let handle = sfu.clone();
+    tokio::spawn(async move {
+        while let Some(signal) = signal_rx.recv().await {
+            if let Signal::Offer(offer) = signal {
+                let (reply, answer) = oneshot::channel();
+                if offers.send((offer, reply)).is_err() {
+                    return;
+                }
+                let Ok(answer) = answer.await else { return };
+                handle.answer(id, answer).await.expect("answer accepted");
+            }
+        }
+    });
+    Participant {
+        id,
+        received: remote.received,
+    }
+}
+
+/// Collects what each participant receives until `done` says so.
+async fn collect(
+    participants: &mut [&mut Participant],
+    mut done: impl FnMut(&HashMap<Uuid, Vec<u8>>) -> bool,
+) -> HashMap<Uuid, Vec<u8>> {
+    let mut seen: HashMap<Uuid, Vec<u8>> = participants.iter().map(|p| (p.id, vec![])).collect();
+    let outcome = tokio::time::timeout(DEADLINE, async {
+        while !done(&seen) {
+            for p in participants.iter_mut() {
+                while let Ok((tag, _)) = p.received.try_recv() {
+                    seen.get_mut(&p.id).unwrap().push(tag);
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(
+        outcome.is_ok(),
+        "within {DEADLINE:?}, packets by receiver and tag: {:?}",
+        tally(&seen)
+    );
+    seen
+}
+
+/// Per participant, how many packets of each tag it received.
+fn tally(seen: &HashMap<Uuid, Vec<u8>>) -> HashMap<Uuid, std::collections::BTreeMap<u8, usize>> {
+    seen.iter()
+        .map(|(who, tags)| {
+            let mut counts = std::collections::BTreeMap::new();
+            for tag in tags {
+                *counts.entry(*tag).or_default() += 1;
+            }
+            (*who, counts)
+        })
+        .collect()
+}
+
+fn count(seen: &HashMap<Uuid, Vec<u8>>, who: Uuid, tag: u8) -> usize {
+    seen[&who].iter().filter(|&&t| t == tag).count()
+}
+
+async fn sfu() -> Sfu {
+    Sfu::start(
+        Endpoint::bind(SocketAddr::from(([127, 0, 0, 1], 0)), None)
+            .await
+            .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn participants_receive_their_room_only_and_a_reconnection_is_received_again() {
+    let sfu = sfu().await;
+    let (visit, other_visit) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut clinician = join(&sfu, visit, Uuid::new_v4(), 0xC1, 3000).await;
+    let mut patient = join(&sfu, visit, Uuid::new_v4(), 0xA7, 3000).await;
+    let mut stranger = join(&sfu, other_visit, Uuid::new_v4(), 0x5E, 3000).await;
+    let (c, p, s) = (clinician.id, patient.id, stranger.id);
+
+    let seen = collect(&mut [&mut clinician, &mut patient, &mut stranger], |seen| {
+        count(seen, c, 0xA7) >= 20 && count(seen, p, 0xC1) >= 20
+    })
+    .await;
+    // Only the other participant of one's own room.
+    assert!(seen[&c].iter().all(|&t| t == 0xA7), "{:?}", tally(&seen));
+    assert!(seen[&p].iter().all(|&t| t == 0xC1), "{:?}", tally(&seen));
+    assert!(seen[&s].is_empty(), "{:?}", tally(&seen));
+
+    // A third participant joins late: it receives both, both receive it.
+    let mut guest = join(&sfu, visit, Uuid::new_v4(), 0x6E, 3000).await;
+    let g = guest.id;
+    collect(&mut [&mut clinician, &mut patient, &mut guest], |seen| {
+        count(seen, g, 0xA7) >= 20
+            && count(seen, g, 0xC1) >= 20
+            && count(seen, c, 0x6E) >= 20
+            && count(seen, p, 0x6E) >= 20
+    })
+    .await;
+
+    // The patient's page reloads: a new connection for the same participant
+    // replaces the old one, and the others receive it again.
+    drop(patient);
+    let mut patient = join(&sfu, visit, p, 0xA8, 3000).await;
+    let seen = collect(&mut [&mut clinician, &mut patient], |seen| {
+        count(seen, c, 0xA8) >= 20 && count(seen, p, 0xC1) >= 20
+    })
+    .await;
+    assert!(
+        !seen[&p].contains(&0x5E),
+        "the other visit leaked: {:?}",
+        tally(&seen)
+    );
+    assert_eq!(
+        sfu.counters()
+            .participants
+            .load(std::sync::atomic::Ordering::Relaxed),
+        4
+    );
+}

@@ -11,7 +11,9 @@
 # Knobs (environment): BEDSIDE_DATA_DIR (default /var/lib/bedside as root,
 # where the postgres and mosquitto users can reach it, else ./.bedside), BEDSIDE_PG_PORT
 # (5433), BEDSIDE_MQTT_PORT (1884), BEDSIDE_HTTPS_PORT (8443),
-# BEDSIDE_METRICS_PORT (9464), BEDSIDE_BIND (127.0.0.1; 0.0.0.0 to reach it
+# BEDSIDE_METRICS_PORT (9464), BEDSIDE_MEDIA_PORT (40000, UDP: video visits;
+# with BEDSIDE_BIND=0.0.0.0 set BEDSIDE_VISITS__MEDIA_ANNOUNCE_IP to the address
+# browsers reach), BEDSIDE_BIND (127.0.0.1; 0.0.0.0 to reach it
 # from other machines), BEDSIDE_HOSTNAME (localhost), and any BEDSIDE_<SECTION>__<KEY>.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -22,6 +24,7 @@ PG_PORT="${BEDSIDE_PG_PORT:-5433}"
 MQTT_PORT="${BEDSIDE_MQTT_PORT:-1884}"
 HTTPS_PORT="${BEDSIDE_HTTPS_PORT:-8443}"
 METRICS_PORT="${BEDSIDE_METRICS_PORT:-9464}"
+MEDIA_PORT="${BEDSIDE_MEDIA_PORT:-40000}"
 BIND="${BEDSIDE_BIND:-127.0.0.1}"
 HOST="${BEDSIDE_HOSTNAME:-localhost}"
 mkdir -p "$DATA"
@@ -60,6 +63,7 @@ export BEDSIDE_DATA_DIR="$DATA"
 export BEDSIDE_DATABASE__URL="${BEDSIDE_DATABASE__URL:-postgres://postgres@127.0.0.1:$PG_PORT/bedside}"
 export BEDSIDE_HTTP__ADDR="${BEDSIDE_HTTP__ADDR:-$BIND:$HTTPS_PORT}"
 export BEDSIDE_METRICS__ADDR="${BEDSIDE_METRICS__ADDR:-127.0.0.1:$METRICS_PORT}"
+export BEDSIDE_VISITS__MEDIA_UDP="${BEDSIDE_VISITS__MEDIA_UDP:-$BIND:$MEDIA_PORT}"
 export BEDSIDE_HTTP__WEB_ROOT="${BEDSIDE_HTTP__WEB_ROOT:-$ROOT/web-client/dist}"
 export BEDSIDE_MQTT__URL="${BEDSIDE_MQTT__URL:-mqtt://127.0.0.1:$MQTT_PORT}"
 export BEDSIDE_PUBLIC_BASE_URL="${BEDSIDE_PUBLIC_BASE_URL:-https://$HOST:$HTTPS_PORT}"
@@ -79,6 +83,7 @@ $DEMO_OUTPUT
   Bedside       $BEDSIDE_PUBLIC_BASE_URL/login
   API document  $BEDSIDE_PUBLIC_BASE_URL/api/v1/openapi.json
   Metrics       http://$BEDSIDE_METRICS__ADDR/metrics
+  Video media   UDP $BEDSIDE_VISITS__MEDIA_UDP (the one port to open for video visits)
   MQTT broker   $BEDSIDE_MQTT__URL (devices authenticate; see \`bedside devices provision --help\`)
 
   The certificate is self-signed ($DATA/tls/cert.pem). Accept the browser's

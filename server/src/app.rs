@@ -115,6 +115,19 @@ impl Application {
                     .map_err(|e| format!("{e:#}"))
             })
         }));
+        let endpoint = bedside_sfu::endpoint::Endpoint::bind(
+            config.visits.media_udp,
+            config.visits.media_announce_ip,
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the video socket on {}",
+                config.visits.media_udp
+            )
+        })?;
+        tracing::info!(media = %endpoint.advertised(), "video visits use this UDP address");
+        state.set_sfu(bedside_sfu::rooms::Sfu::start(endpoint));
         let http = TcpListener::bind(config.http.addr)
             .await
             .with_context(|| format!("cannot listen on {}", config.http.addr))?;

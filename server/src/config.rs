@@ -364,6 +364,16 @@ pub struct VisitsConfig {
     pub consent_version: String,
     /// The telemedicine consent text patients accept before a video visit.
     pub consent_text: String,
+    /// Seconds a participant whose connection dropped (a reload, a network
+    /// change) may rejoin the call without being admitted again.
+    pub rejoin_grace_secs: u64,
+    /// The one UDP address every video connection uses (the port a clinic
+    /// opens in its firewall). Local by default; a clinic binds
+    /// `0.0.0.0:<port>` and sets `media_announce_ip`.
+    pub media_udp: SocketAddr,
+    /// The address browsers are told to send media to, when the bound one
+    /// is not it (behind 1:1 NAT, or bound to every interface).
+    pub media_announce_ip: Option<std::net::IpAddr>,
 }
 
 impl Default for VisitsConfig {
@@ -374,6 +384,9 @@ impl Default for VisitsConfig {
             no_show_sweep_secs: 60,
             consent_version: "2026-01".into(),
             consent_text: bedside_signaling::app::DEFAULT_CONSENT_TEXT.into(),
+            rejoin_grace_secs: 120,
+            media_udp: "127.0.0.1:40000".parse().expect("static address"),
+            media_announce_ip: None,
         }
     }
 }
@@ -707,6 +720,7 @@ impl Config {
         s.tls = self.http.tls_cert.is_some();
         s.consent_version = self.visits.consent_version.clone();
         s.consent_text = self.visits.consent_text.clone();
+        s.visit_rejoin_grace = Duration::from_secs(self.visits.rejoin_grace_secs);
         s.expected_migrations = crate::app::migrator()
             .iter()
             .filter(|m| m.migration_type.is_up_migration())

@@ -373,6 +373,7 @@ async fn demo_seeds_once_and_serve_stops_cleanly_on_sigterm() {
             "BEDSIDE_METRICS__ADDR",
             format!("127.0.0.1:{}", free_port()),
         )
+        .env("BEDSIDE_VISITS__MEDIA_UDP", "127.0.0.1:0")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut child = command.spawn().expect("serve");
@@ -522,6 +523,7 @@ async fn killing_serve_mid_stream_loses_no_reading_and_stores_none_twice() {
                 "BEDSIDE_METRICS__ADDR",
                 format!("127.0.0.1:{}", free_port()),
             )
+            .env("BEDSIDE_VISITS__MEDIA_UDP", "127.0.0.1:0")
             .env(
                 "BEDSIDE_MQTT__URL",
                 format!("mqtt://127.0.0.1:{}", broker.port),

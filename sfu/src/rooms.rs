@@ -25,6 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rtc::peer_connection::transport::RTCIceCandidateInit;
+/// A remote ICE candidate as signaling receives it.
+pub use rtc::peer_connection::transport::RTCIceCandidateInit as IceCandidate;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RtpCodecKind};
 use tokio::sync::{mpsc, oneshot};

@@ -58,6 +58,9 @@ pub struct Settings {
     pub consent_text: String,
     /// How many migrations a ready database has applied (all of them).
     pub expected_migrations: usize,
+    /// How long a video-visit participant whose connection dropped may
+    /// rejoin without being admitted again.
+    pub visit_rejoin_grace: Duration,
 }
 
 impl Settings {
@@ -84,6 +87,7 @@ impl Settings {
             tls: false,
             consent_version: "2026-01".into(),
             consent_text: DEFAULT_CONSENT_TEXT.into(),
+            visit_rejoin_grace: Duration::from_secs(120),
             expected_migrations: bedside_records::MIGRATOR
                 .iter()
                 .filter(|m| m.migration_type.is_up_migration())
@@ -121,6 +125,8 @@ struct Inner {
     devices_changed: std::sync::OnceLock<DevicesChanged>,
     readiness: std::sync::RwLock<Vec<(&'static str, ReadinessCheck)>>,
     live: crate::live::LiveHub,
+    visits: crate::visits::Visits,
+    sfu: std::sync::OnceLock<bedside_sfu::rooms::Sfu>,
 }
 
 impl AppState {
@@ -137,6 +143,7 @@ impl AppState {
     ) -> Self {
         let limiter =
             layers::client_limiter(settings.rate_limit_per_second, settings.rate_limit_burst);
+        let settings_grace = settings.visit_rejoin_grace;
         Self {
             inner: Arc::new(Inner {
                 db,
@@ -151,6 +158,8 @@ impl AppState {
                 devices_changed: std::sync::OnceLock::new(),
                 readiness: std::sync::RwLock::new(Vec::new()),
                 live: crate::live::LiveHub::default(),
+                visits: crate::visits::Visits::new(settings_grace),
+                sfu: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -182,6 +191,18 @@ impl AppState {
     pub async fn devices_changed(&self) -> Option<Result<bool, String>> {
         let hook = self.inner.devices_changed.get()?.clone();
         Some(hook().await)
+    }
+    /// Installs the SFU video visits send their media through (once).
+    pub fn set_sfu(&self, sfu: bedside_sfu::rooms::Sfu) {
+        let _ = self.inner.sfu.set(sfu);
+    }
+    /// The SFU, when the server runs one.
+    pub fn sfu(&self) -> Option<&bedside_sfu::rooms::Sfu> {
+        self.inner.sfu.get()
+    }
+    /// The video-visit rooms.
+    pub fn visits(&self) -> &crate::visits::Visits {
+        &self.inner.visits
     }
     /// The live hub clinician feeds subscribe to.
     pub fn live(&self) -> &crate::live::LiveHub {

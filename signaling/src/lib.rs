@@ -16,6 +16,8 @@
 //! - [`auth`]: password hashing, tokens, TOTP, and the [`auth::Caller`] extractor.
 //! - [`policy`]: who may do what, and the audit row each decision writes.
 //! - `routes/`: one module per resource.
+//! - [`feed`]: the `/ws` socket: live vitals feed and video-visit signaling.
+//! - [`visits`]: the video-visit rooms (waiting room, admission, grace).
 //! - [`metrics`], [`openapi`], `layers`, `web`.
 //!
 //! ## Invariants
@@ -37,6 +39,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod policy;
 mod routes;
+pub mod visits;
 mod web;
 
 pub use app::{AppState, Settings, router};

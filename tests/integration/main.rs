@@ -13,4 +13,5 @@ mod live_feed;
 mod log_redaction;
 mod records_rules;
 mod support;
+mod visit_signaling;
 mod vitals_store;

@@ -68,6 +68,7 @@ impl TestApp {
         config.database.url = db_url.clone();
         config.http.addr = "127.0.0.1:0".parse().expect("address");
         config.metrics.addr = "127.0.0.1:0".parse().expect("address");
+        config.visits.media_udp = "127.0.0.1:0".parse().expect("address");
         config.http.web_root = None;
         // Tests that need the device gateway start a broker and turn it on.
         config.ingest.enabled = false;

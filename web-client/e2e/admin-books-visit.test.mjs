@@ -9,14 +9,13 @@
 // Output: test-results/clinician-today.png (and server.log, join-page.png).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { Fatal, WAIT, bedsideRunner, dbUrl, expectText, expectUrl, freePort, poll, psql } from './support.mjs';
+import { WAIT, bedsideRunner, dbUrl, expectText, expectUrl, freePort, poll, psql, serveUntilReady } from './support.mjs';
 
 const webClient = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const dist = join(webClient, 'dist');
@@ -58,11 +57,6 @@ export function pickStart(nowMs, timeZone) {
 
 const state = { server: null, logs: [], db: null, dataDir: null, base: null, browser: null, joinUrl: null, consoleProblems: [] };
 
-function serverLog() {
-  // eslint-disable-next-line no-control-regex
-  return state.logs.join('').replace(/\x1b\[[0-9;]*m/g, '').slice(-8000);
-}
-
 async function startServer() {
   const port = await freePort();
   const metricsPort = await freePort();
@@ -78,6 +72,7 @@ async function startServer() {
     BEDSIDE_DATABASE__URL: dbUrl(PG_URL, state.db),
     BEDSIDE_HTTP__ADDR: `127.0.0.1:${port}`,
     BEDSIDE_METRICS__ADDR: `127.0.0.1:${metricsPort}`,
+    BEDSIDE_VISITS__MEDIA_UDP: '127.0.0.1:0',
     BEDSIDE_HTTP__WEB_ROOT: dist,
     BEDSIDE_DATA_DIR: state.dataDir,
     BEDSIDE_PUBLIC_BASE_URL: state.base,
@@ -86,28 +81,7 @@ async function startServer() {
   };
   runBedside(['migrate'], env);
   runBedside(['users', 'create', '--role', 'admin', '--email', ADMIN.email, '--name', ADMIN.name], env, `${ADMIN.password}\n`);
-  const cmd = BIN;
-  const args = ['serve'];
-  const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  state.server = child;
-  let exited = null;
-  child.on('exit', (code, signal) => {
-    exited = { code, signal };
-  });
-  for (const s of [child.stdout, child.stderr]) {
-    s.setEncoding('utf8');
-    s.on('data', (d) => {
-      state.logs.push(d);
-      if (state.logs.length > 5000) state.logs.splice(0, 1000);
-    });
-  }
-  await poll('GET /readyz to answer 200', async () => {
-    if (exited) throw new Fatal(`\`bedside serve\` exited before it was ready (${JSON.stringify(exited)})`);
-    const res = await fetch(`${state.base}/readyz`).catch(() => null);
-    return res?.status === 200;
-  }, 90_000, 250).catch((e) => {
-    throw new Error(`${e.message}\n--- server output ---\n${serverLog()}`);
-  });
+  state.server = await serveUntilReady(BIN, env, state.base, state.logs);
 }
 
 async function stopServer() {
@@ -303,7 +277,7 @@ describe('admin books a video visit; the clinician sees it', { timeout: 300_000 
       await expectText(page.locator('main'), `Hello ${PATIENT.given}.`);
       const agree = page.getByRole('button', { name: 'I agree' });
       if (await agree.count()) await agree.click();
-      await expectText(page.getByRole('status').filter({ hasText: 'checked in' }), "You're checked in. Video visits open here when your clinician starts the call.");
+      await expectText(page.getByRole('status').filter({ hasText: 'checked in' }), "You're checked in. Check your camera and microphone, then join the waiting room.");
       assert.equal(new URL(page.url()).hash, '', 'the token is taken out of the address bar');
     }
     await page.screenshot({ path: join(results, 'join-page.png'), fullPage: true });

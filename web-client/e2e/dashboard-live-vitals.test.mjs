@@ -128,6 +128,7 @@ async function startServerAndBroker() {
     BEDSIDE_DATABASE__URL: dbUrl(PG_URL, state.db),
     BEDSIDE_HTTP__ADDR: `127.0.0.1:${port}`,
     BEDSIDE_METRICS__ADDR: `127.0.0.1:${metricsPort}`,
+    BEDSIDE_VISITS__MEDIA_UDP: '127.0.0.1:0',
     BEDSIDE_HTTP__WEB_ROOT: dist,
     BEDSIDE_DATA_DIR: state.dataDir,
     BEDSIDE_PUBLIC_BASE_URL: state.base,

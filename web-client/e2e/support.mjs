@@ -1,6 +1,6 @@
 // Helpers shared by the end-to-end tests: ports, psql, the bedside binary,
 // and polling with deadlines (no fixed sleeps).
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
 
 /** Default deadline of web-first waits. */
@@ -77,4 +77,34 @@ export async function expectUrl(page, pathname, timeout = WAIT) {
 /** A runner for the bedside binary at `bin`: (args, env, stdin) → spawnSync result, throwing on failure. */
 export function bedsideRunner(bin) {
   return (args, env, input) => runWith(bin, args, env, input);
+}
+
+// eslint-disable-next-line no-control-regex
+const plainText = (chunks) => chunks.join('').replace(/\x1b\[[0-9;]*m/g, '');
+
+/**
+ * Starts `bin serve` with `env`, its output collected into `logs`, and waits until
+ * `${base}/readyz` answers 200 (failing at once, with the output, if the server exits).
+ */
+export async function serveUntilReady(bin, env, base, logs) {
+  const child = spawn(bin, ['serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let exited = null;
+  child.on('exit', (code, signal) => {
+    exited = { code, signal };
+  });
+  for (const s of [child.stdout, child.stderr]) {
+    s.setEncoding('utf8');
+    s.on('data', (d) => {
+      logs.push(d);
+      if (logs.length > 5000) logs.splice(0, 1000);
+    });
+  }
+  await poll('GET /readyz to answer 200', async () => {
+    if (exited) throw new Fatal(`\`bedside serve\` exited before it was ready (${JSON.stringify(exited)})`);
+    const res = await fetch(`${base}/readyz`).catch(() => null);
+    return res?.status === 200;
+  }, 90_000, 250).catch((e) => {
+    throw new Error(`${e.message}\n--- server output ---\n${plainText(logs).slice(-8000)}`);
+  });
+  return child;
 }

@@ -35,7 +35,13 @@ export function appointmentTable(list: Appointment[], opts: AppointmentTableOpti
     columns.push({ header: 'Time', cell: (a) => h('span', { class: 'time' }, timeRange(a)), className: 'nowrap' });
     if (opts.showPatient) columns.push({ header: 'Patient', cell: (a) => h('a', { href: `/patients/${encodeURIComponent(a.patient_id)}` }, a.patient_name) });
     if (opts.showPractitioner) columns.push({ header: 'Clinician', cell: (a) => a.practitioner_name });
-    columns.push({ header: 'Kind', cell: (a) => kindLabel(a.kind) });
+    columns.push({
+      header: 'Kind',
+      cell: (a) =>
+        a.kind === 'video' && !['finished', 'cancelled', 'no_show'].includes(a.status)
+          ? h('span', null, kindLabel(a.kind), ' ', h('a', { href: `/visits/${encodeURIComponent(a.id)}`, class: 'button small', 'data-testid': 'open-visit' }, 'Open visit'))
+          : kindLabel(a.kind),
+    });
     columns.push({ header: 'Reason', cell: (a) => a.reason || '—' });
     columns.push({ header: 'Status', cell: (a) => statusBadge(a.status) });
     if (opts.canTransition || opts.extraActions) {

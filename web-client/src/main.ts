@@ -32,6 +32,7 @@ interface Route {
 
 // The chart page brings uPlot: loaded when first needed.
 const patientChartPage: Page = async (ctx) => (await import('./pages/patient-chart')).patientChartPage(ctx);
+const visitPage: Page = async (ctx) => (await import('./pages/visit')).visitPage(ctx);
 
 const routes: Route[] = [
   { path: '/login', access: 'public', chrome: 'bare', page: loginPage },
@@ -42,6 +43,7 @@ const routes: Route[] = [
   { path: '/patients', access: 'staff', chrome: 'staff', nav: '/patients', page: patientsPage },
   { path: '/patients/:id', access: 'staff', chrome: 'staff', nav: '/patients', page: patientPage },
   { path: '/patients/:id/chart', access: 'staff', chrome: 'staff', nav: '/patients', page: patientChartPage },
+  { path: '/visits/:id', access: 'staff', chrome: 'staff', nav: '/today', page: visitPage },
   { path: '/admin', access: 'admin', chrome: 'staff', nav: '/admin', page: adminPage },
   { path: '/admin/patients/new', access: 'admin', chrome: 'staff', nav: '/admin', page: newPatientPage },
   { path: '/admin/users/new', access: 'admin', chrome: 'staff', nav: '/admin', page: newUserPage },

@@ -40,11 +40,17 @@ use crate::extract::RequestMeta;
 use crate::live::{LiveEvent, RecvError, Watcher};
 use crate::policy::{Access, decide};
 
+mod visit;
+
 /// The protocol version this server speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
-const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+/// Room for a browser's SDP offer (a few KiB; more with simulcast). A
+/// longer message is refused with `message_too_large`; one beyond
+/// `MAX_FRAME_BYTES` closes the socket (it is not even read).
+const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+const MAX_FRAME_BYTES: usize = 1024 * 1024;
 const MAX_SUBSCRIBED: usize = 200;
 /// How often an open feed checks that its session is still live.
 const SESSION_CHECK: Duration = Duration::from_secs(30);
@@ -57,9 +63,11 @@ const MAX_LAGS: u32 = 10;
 /// alert's own sequence (see `Feed::known`).
 const REPLAY_MARGIN: i64 = 1000;
 
-/// Messages from the client.
+/// Messages from the client. Unknown fields are refused: a field the
+/// server does not read (say, another participant's id on a candidate)
+/// must not look accepted.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMessage {
     /// Authenticate.
     Hello {
@@ -87,6 +95,59 @@ pub enum ClientMessage {
     },
     /// Keep-alive.
     Ping,
+    /// Enter a video visit's waiting room (or its call).
+    Join {
+        /// The appointment.
+        appointment_id: Uuid,
+    },
+    /// Clinician: let a waiting participant in.
+    Admit {
+        /// Who.
+        participant_id: Uuid,
+    },
+    /// Clinician: turn a waiting participant away.
+    Deny {
+        /// Who.
+        participant_id: Uuid,
+    },
+    /// Clinician: remove a participant from the call.
+    Remove {
+        /// Who.
+        participant_id: Uuid,
+    },
+    /// The browser's offer for its connection (what it sends).
+    Offer {
+        /// SDP.
+        sdp: String,
+    },
+    /// The browser's answer to the server's `offer`.
+    Answer {
+        /// SDP.
+        sdp: String,
+    },
+    /// A trickled ICE candidate of the browser's.
+    Candidate {
+        /// As `RTCIceCandidate.toJSON()` gives it.
+        candidate: visit::CandidateInit,
+    },
+    /// The browser has no more candidates.
+    EndOfCandidates,
+    /// The caller's microphone and camera state.
+    Mute {
+        /// Microphone on.
+        audio: bool,
+        /// Camera on.
+        video: bool,
+    },
+    /// A chat message to the call.
+    Chat {
+        /// At most 2000 characters.
+        text: String,
+    },
+    /// Leave the visit (the seat keeps its admission for the grace period).
+    Leave,
+    /// Clinician: end the visit for everyone.
+    EndVisit,
 }
 
 /// One latest value in a snapshot.
@@ -113,9 +174,23 @@ pub enum ServerMessage {
     Welcome {
         /// Protocol version.
         v: u32,
-        /// `admin` or `clinician`.
+        /// `admin`, `clinician` or `patient`.
         role: &'static str,
     },
+    /// The server's answer to the browser's `offer`.
+    Answer {
+        /// SDP.
+        sdp: String,
+    },
+    /// The server's offer (tracks added or stopped): answer it.
+    Offer {
+        /// SDP.
+        sdp: String,
+    },
+    /// The media connection is up.
+    MediaConnected,
+    /// The media connection failed or closed: send a new `offer`.
+    MediaDisconnected,
     /// The state of newly subscribed patients.
     Snapshot {
         /// Alert sequence number the snapshot is current to.
@@ -171,7 +246,13 @@ pub enum ServerMessage {
         /// The alert an `ack_alert` named, when the refusal is about it.
         #[serde(skip_serializing_if = "Option::is_none")]
         alert_id: Option<Uuid>,
+        /// The message type refused, for visit messages.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        refused: Option<&'static str>,
     },
+    /// A visit event (see [`crate::visits::VisitEvent`]).
+    #[serde(untagged)]
+    Visit(crate::visits::VisitEvent),
 }
 
 /// `GET /ws`: upgrades to the feed.
@@ -180,7 +261,7 @@ pub(crate) async fn upgrade(
     meta: RequestMeta,
     ws: WebSocketUpgrade,
 ) -> Response {
-    ws.max_message_size(MAX_MESSAGE_BYTES)
+    ws.max_message_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| async move { Feed::new(state, meta, socket).run().await })
 }
 
@@ -203,6 +284,10 @@ struct Feed {
     /// so an event is skipped only when its own alert has a newer one here,
     /// never because another alert's event had a higher number.
     known: HashMap<Uuid, i64>,
+    /// The video visit this socket joined, if any.
+    visit: visit::VisitSeat,
+    /// Messages allowed per second on this socket (a flood is refused).
+    budget: visit::MessageBudget,
 }
 
 enum Flow {
@@ -223,6 +308,8 @@ impl Feed {
             pending_news2: BTreeMap::new(),
             last_seq: 0,
             known: HashMap::new(),
+            visit: visit::VisitSeat::default(),
+            budget: visit::MessageBudget::default(),
         }
     }
 
@@ -246,6 +333,7 @@ impl Feed {
             code,
             message: message.into(),
             alert_id: None,
+            refused: None,
         })
         .await
     }
@@ -257,6 +345,7 @@ impl Feed {
             code,
             message: message.into(),
             alert_id: Some(alert_id),
+            refused: None,
         })
         .await
     }
@@ -295,7 +384,7 @@ impl Feed {
             Ok(identity) => identity.0.ok(),
             Err(_) => None,
         };
-        let Some(caller @ Caller::Staff { role, .. }) = caller else {
+        let Some(caller) = caller else {
             self.audit(None, None, "feed.connect", Outcome::Denied)
                 .await;
             self.error("unauthenticated", "sign in again").await;
@@ -305,12 +394,23 @@ impl Feed {
         if !self
             .send(&ServerMessage::Welcome {
                 v: PROTOCOL_VERSION,
-                role: role.as_str(),
+                role: caller.role_name(),
             })
             .await
         {
             return;
         }
+        let closing = self.serve().await;
+        self.leave_visit();
+        if let Some(reason) = closing {
+            self.error(reason, "the socket is closing").await;
+            self.close(1008, reason).await;
+        }
+    }
+
+    /// Messages, hub events, visit events and timers until the socket ends;
+    /// `Some(reason)` when the server closes it.
+    async fn serve(&mut self) -> Option<&'static str> {
         // 2./3. messages, hub events and the sample timer
         let (watcher, mut hub) = self.state.live().subscribe();
         self.watcher = Some(watcher);
@@ -324,9 +424,10 @@ impl Feed {
             let flow = tokio::select! {
                 incoming = self.socket.recv() => match incoming {
                     Some(Ok(Message::Text(text))) => self.handle(&text).await,
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
                     Some(Ok(_)) => Flow::Continue,
                 },
+                input = visit::next_input(&mut self.visit) => self.on_visit_input(input).await,
                 event = hub.recv() => match event {
                     Ok(event) => self.on_event(&event).await,
                     Err(RecvError::Lagged) => {
@@ -344,17 +445,15 @@ impl Feed {
             };
             match flow {
                 Flow::Continue => {}
-                Flow::Close(reason) => {
-                    self.error(reason, "the feed is closing; reconnect").await;
-                    return self.close(1008, reason).await;
-                }
+                Flow::Close(reason) => return Some(reason),
             }
         }
     }
 
     async fn check_session(&mut self) -> Flow {
         let Some(Caller::Staff { session, .. }) = self.caller else {
-            return Flow::Close("session_ended");
+            // A visit token ends with its visit window (checked at join).
+            return Flow::Continue;
         };
         match bedside_records::auth_state::session_is_live(self.state.db(), session).await {
             Ok(true) => Flow::Continue,
@@ -365,6 +464,25 @@ impl Feed {
     }
 
     async fn handle(&mut self, text: &str) -> Flow {
+        match self.budget.take() {
+            visit::Budget::Ok => {}
+            visit::Budget::Refuse => {
+                let sent = self
+                    .error("rate_limited", "too many messages; slow down")
+                    .await;
+                return self.flow(sent);
+            }
+            visit::Budget::Close => return Flow::Close("rate_limited"),
+        }
+        if text.len() > MAX_MESSAGE_BYTES {
+            let sent = self
+                .error(
+                    "message_too_large",
+                    format!("messages are at most {MAX_MESSAGE_BYTES} bytes"),
+                )
+                .await;
+            return self.flow(sent);
+        }
         let message = match serde_json::from_str::<ClientMessage>(text) {
             Ok(m) => m,
             Err(e) => {
@@ -390,6 +508,13 @@ impl Feed {
                     .await
             }
             ClientMessage::Ping => self.send(&ServerMessage::Pong).await,
+            ClientMessage::Subscribe { .. }
+            | ClientMessage::AckAlert { .. }
+            | ClientMessage::Unsubscribe { .. }
+                if !matches!(self.caller, Some(Caller::Staff { .. })) =>
+            {
+                self.error("forbidden", "live feeds are for staff").await
+            }
             ClientMessage::Subscribe {
                 patients,
                 since_seq,
@@ -404,8 +529,14 @@ impl Feed {
                 true
             }
             ClientMessage::AckAlert { alert_id } => self.acknowledge(alert_id).await,
+            other => return self.visit_message(other).await,
         };
-        if ok {
+        self.flow(ok)
+    }
+
+    /// `Continue` when a send worked, else close.
+    fn flow(&self, sent: bool) -> Flow {
+        if sent {
             Flow::Continue
         } else {
             Flow::Close("send_failed")

@@ -1,0 +1,229 @@
+// End-to-end: a video visit through the real bedside server (signaling and SFU) between two
+// Chromium browser contexts with fake cameras and microphones. The patient opens the join link,
+// accepts the consent, checks their devices and waits; the clinician admits them; each side
+// decodes the other's video (framesDecoded grows) and receives audio with a non-zero level; the
+// patient reloads the page and is back in the call without being admitted again; the clinician
+// ends the visit, the patient is told, and the appointment is finished.
+//
+// Inputs (environment):
+//   BEDSIDE_BIN          the bedside binary (default ../target/debug/bedside, relative to web-client)
+//   BEDSIDE_TEST_PG_URL  a PostgreSQL server URL (default postgres://postgres@127.0.0.1:5432/postgres);
+//                        the test creates and drops a database e2e_visit_<random> on it
+// Output: test-results/visit-*.png and server-visit.log.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { WAIT, bedsideRunner, dbUrl, expectText, freePort, poll, psql, serveUntilReady } from './support.mjs';
+
+const webClient = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const dist = join(webClient, 'dist');
+const results = join(webClient, 'test-results');
+const CHROMIUM = '/usr/bin/chromium';
+const BIN = process.env.BEDSIDE_BIN ? resolve(process.env.BEDSIDE_BIN) : resolve(webClient, '../target/debug/bedside');
+const PG_URL = process.env.BEDSIDE_TEST_PG_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
+
+const run = randomBytes(4).toString('hex');
+const ADMIN = { email: `admin-${run}@e2e.test`, name: 'E2E Admin', password: `e2e-Admin-pass-${run}-long` };
+const CLINICIAN = { email: `clinician-${run}@e2e.test`, name: `Dr. Ada Call ${run}`, password: `e2e-Clinician-pass-${run}-long` };
+const PATIENT = { given: 'Ravi', family: `Okafor-${run}`, mrn: `E2E-V-${run.toUpperCase()}`, birth: '1960-07-14' };
+
+const runBedside = bedsideRunner(BIN);
+const state = { server: null, logs: [], db: null, dataDir: null, base: null, browser: null, appointmentId: null, joinUrl: null, adminToken: null, problems: [] };
+
+// eslint-disable-next-line no-control-regex
+const plain = (chunks) => chunks.join('').replace(/\x1b\[[0-9;]*m/g, '');
+
+async function apiCall(method, path, token, body) {
+  const res = await fetch(`${state.base}/api/v1${path}`, {
+    method,
+    headers: { Accept: 'application/json', ...(token ? { Authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${path} → ${res.status}: ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+async function login(who) {
+  const t = await apiCall('POST', '/auth/login', null, { email: who.email, password: who.password });
+  return t.access_token;
+}
+
+async function startServer() {
+  if (!existsSync(BIN)) throw new Error(`The bedside binary is missing at ${BIN}. Build it first (cargo build), or point BEDSIDE_BIN at it.`);
+  const port = await freePort();
+  state.base = `http://127.0.0.1:${port}`;
+  state.dataDir = mkdtempSync(join(tmpdir(), 'bedside-e2e-visit-'));
+  state.db = `e2e_visit_${run}`;
+  psql(PG_URL, `CREATE DATABASE "${state.db}"`);
+  const env = {
+    ...process.env,
+    BEDSIDE_DATABASE__URL: dbUrl(PG_URL, state.db),
+    BEDSIDE_HTTP__ADDR: `127.0.0.1:${port}`,
+    BEDSIDE_METRICS__ADDR: `127.0.0.1:${await freePort()}`,
+    // The SFU's one UDP socket; the browsers reach it on loopback.
+    BEDSIDE_VISITS__MEDIA_UDP: '127.0.0.1:0',
+    BEDSIDE_HTTP__WEB_ROOT: dist,
+    BEDSIDE_DATA_DIR: state.dataDir,
+    BEDSIDE_PUBLIC_BASE_URL: state.base,
+    BEDSIDE_INGEST__ENABLED: 'false',
+  };
+  runBedside(['migrate'], env);
+  runBedside(['users', 'create', '--role', 'admin', '--email', ADMIN.email, '--name', ADMIN.name], env, `${ADMIN.password}\n`);
+  runBedside(['users', 'create', '--role', 'clinician', '--email', CLINICIAN.email, '--name', CLINICIAN.name], env, `${CLINICIAN.password}\n`);
+  state.server = await serveUntilReady(BIN, env, state.base, state.logs);
+
+  // A video visit starting now, booked through the API.
+  state.adminToken = await login(ADMIN);
+  const me = await apiCall('GET', '/me', await login(CLINICIAN));
+  const patient = await apiCall('POST', '/patients', state.adminToken, { mrn: PATIENT.mrn, given_name: PATIENT.given, family_name: PATIENT.family, birth_date: PATIENT.birth, sex: 'male' });
+  const clinic = await apiCall('GET', '/clinic', null);
+  const booked = await apiCall('POST', '/appointments', state.adminToken, {
+    patient_id: patient.id,
+    practitioner_id: me.practitioner_id,
+    start: new Date(Date.parse(clinic.now) - 60_000).toISOString(),
+    duration_minutes: 30,
+    kind: 'video',
+    reason: 'E2E video follow-up',
+  });
+  state.appointmentId = booked.id;
+  state.joinUrl = booked.join_url;
+  assert.match(state.joinUrl ?? '', /\/join#t=/, `the booking answered ${JSON.stringify(booked)}`);
+}
+
+async function stopServer() {
+  const child = state.server;
+  if (child && child.exitCode === null && child.signalCode === null) {
+    const gone = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await gone;
+    clearTimeout(timer);
+  }
+  mkdirSync(results, { recursive: true });
+  writeFileSync(join(results, 'server-visit.log'), plain(state.logs));
+  if (state.db) {
+    try {
+      psql(PG_URL, `DROP DATABASE IF EXISTS "${state.db}" WITH (FORCE)`);
+    } catch (e) {
+      console.error(`could not drop ${state.db}: ${e.message}`);
+    }
+  }
+  if (state.dataDir) rmSync(state.dataDir, { recursive: true, force: true });
+}
+
+async function newContext() {
+  const context = await state.browser.newContext({ viewport: { width: 1100, height: 900 } });
+  await context.grantPermissions(['camera', 'microphone'], { origin: state.base });
+  return context;
+}
+
+async function newPage(context) {
+  const page = await context.newPage();
+  page.setDefaultTimeout(WAIT);
+  page.on('console', (m) => {
+    const t = m.text();
+    if (/Content Security Policy|Refused to/i.test(t)) state.problems.push(`${page.url()}: ${t}`);
+  });
+  page.on('pageerror', (e) => state.problems.push(`${page.url()}: uncaught ${e.message}`));
+  return page;
+}
+
+async function phase(page, expected, timeout = WAIT) {
+  return poll(`the page's visit phase to be ${expected}`, async () => {
+    const phases = await page.getByTestId('visit-phase').evaluateAll((els) => els.map((e) => e.dataset.phase ?? ''));
+    return phases.includes(expected) ? true : false;
+  }, timeout);
+}
+
+/** Waits until the one remote tile of `role` decodes more video frames than `after` and has heard audio. */
+async function receivesMedia(page, role, after = 0) {
+  const tile = page.locator(`[data-testid="remote-tile"][data-role="${role}"]`);
+  return poll(`${role}'s video to be decoded (framesDecoded > ${after}) with audio`, async () => {
+    const frames = Number((await tile.getAttribute('data-frames-decoded')) ?? 0);
+    const level = Number((await tile.getAttribute('data-max-audio-level')) ?? 0);
+    return frames > after + 10 && level > 0 ? frames : false;
+  }, 45_000, 500);
+}
+
+describe('a video visit between two browsers through the SFU', { timeout: 300_000 }, () => {
+  before(async () => {
+    if (!existsSync(CHROMIUM)) throw new Error(`Chromium is not installed at ${CHROMIUM}: run \`apt-get install -y chromium\` (as root) and try again.`);
+    if (!existsSync(join(dist, 'index.html'))) throw new Error(`${dist}/index.html is missing: run \`npm run build\` first (\`npm run e2e\` does it).`);
+    mkdirSync(results, { recursive: true });
+    await startServer();
+    state.browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync',
+        // A fake camera (a moving test pattern) and microphone (a beep), allowed without asking.
+        '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+      ],
+    });
+  });
+
+  after(async () => {
+    await state.browser?.close().catch(() => {});
+    await stopServer();
+  });
+
+  test('waiting room, admission, media both ways, reload without readmission, end', async () => {
+    const clinicianContext = await newContext();
+    const clinician = await newPage(clinicianContext);
+    clinician.on('dialog', (d) => void d.accept());
+    await clinician.goto(`${state.base}/login`);
+    await clinician.getByLabel('Email').fill(CLINICIAN.email);
+    await clinician.getByLabel('Password').fill(CLINICIAN.password);
+    await clinician.getByRole('button', { name: 'Sign in' }).click();
+    await clinician.getByRole('heading', { name: 'Dashboard', level: 1 }).waitFor();
+    await clinician.goto(`${state.base}/visits/${state.appointmentId}`);
+    await clinician.getByTestId('start-visit').click();
+    await phase(clinician, 'in_call');
+
+    // The patient: consent, device check, waiting room.
+    const patientContext = await newContext();
+    const patient = await newPage(patientContext);
+    await patient.goto(state.joinUrl);
+    await patient.getByRole('button', { name: 'I agree' }).click();
+    await patient.getByRole('button', { name: 'Check camera and microphone' }).click();
+    await patient.getByRole('button', { name: 'Join the waiting room' }).click();
+    await phase(patient, 'waiting');
+    assert.equal(await patient.getByTestId('remote-tile').count(), 0, 'a waiting patient sees nobody');
+
+    // The clinician sees them waiting and admits them.
+    const waiting = clinician.getByTestId('waiting-participant');
+    await expectText(waiting, PATIENT.family);
+    await waiting.getByRole('button', { name: 'Admit' }).click();
+    await phase(patient, 'in_call');
+    const patientSaw = await receivesMedia(patient, 'clinician');
+    const clinicianSaw = await receivesMedia(clinician, 'patient');
+    await patient.screenshot({ path: join(results, 'visit-patient.png'), fullPage: true });
+    await clinician.screenshot({ path: join(results, 'visit-clinician.png'), fullPage: true });
+    const status = await apiCall('GET', `/appointments/${state.appointmentId}`, state.adminToken);
+    assert.equal(status.status, 'in_progress', 'admission starts the visit');
+
+    // The patient reloads: straight back into the call, nobody admits them again.
+    await patient.reload();
+    await phase(patient, 'in_call', 30_000);
+    assert.equal(await clinician.getByTestId('waiting-participant').count(), 0, 'the reloaded patient did not wait');
+    await receivesMedia(patient, 'clinician');
+    await receivesMedia(clinician, 'patient');
+    assert.ok(patientSaw > 0 && clinicianSaw > 0);
+
+    // The clinician ends the visit: the patient is told, the appointment is finished.
+    await clinician.getByTestId('end-visit').click();
+    await phase(clinician, 'ended');
+    await phase(patient, 'ended');
+    const finished = await apiCall('GET', `/appointments/${state.appointmentId}`, state.adminToken);
+    assert.equal(finished.status, 'finished');
+
+    await clinicianContext.close();
+    await patientContext.close();
+    assert.deepEqual(state.problems, [], 'no CSP violations or uncaught errors in the pages');
+  });
+});

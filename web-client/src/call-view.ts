@@ -1,0 +1,186 @@
+// The call as both sides see it: the others' video tiles, the self view, microphone and camera
+// toggles, chat, and leave (the clinician's page adds the waiting list and "End visit").
+import { type CallHandlers, type ChatMessage, type Participant, VisitCall } from './call';
+import { h, replaceChildren } from './dom';
+
+export interface CallView {
+  call: VisitCall;
+  /** The element holding the call (tiles, controls, chat). */
+  root: HTMLElement;
+}
+
+export interface CallViewOptions {
+  appointmentId: string;
+  token: () => Promise<string | null>;
+  local: MediaStream;
+  /** Extra buttons beside the toggles (the clinician's "End visit"). */
+  extraControls?: (call: VisitCall) => HTMLElement[];
+  /** More handlers (the clinician's lobby, the pages' phase messages). */
+  handlers?: CallHandlers;
+  /** Called when the user presses Leave. */
+  onLeave?: () => void;
+}
+
+function roleLabel(role: Participant['role']): string {
+  return role === 'clinician' ? 'Clinician' : 'Patient';
+}
+
+/** Builds the call UI and starts the call. */
+export function startCallView(opts: CallViewOptions): CallView {
+  const tiles = h('div', { class: 'call-tiles', 'data-testid': 'remote-tiles' });
+  const selfVideo = h('video', { class: 'self-view', 'data-testid': 'self-view', muted: true, playsinline: true, autoplay: true });
+  selfVideo.muted = true;
+  selfVideo.srcObject = opts.local;
+  const status = h('p', { class: 'call-status', role: 'status', 'aria-live': 'polite' });
+  const chatLog = h('ol', { class: 'chat-log', 'aria-label': 'Chat messages', 'data-testid': 'chat-log' });
+  const chatInput = h('input', { type: 'text', maxlength: 2000, 'aria-label': 'Chat message', autocomplete: 'off' });
+  const tileFor = new Map<string, HTMLElement>();
+  const videoFor = new Map<string, HTMLVideoElement>();
+  let audioOn = opts.local.getAudioTracks().length > 0;
+  let videoOn = opts.local.getVideoTracks().length > 0;
+
+  const ensureTile = (p: Participant): HTMLElement => {
+    let tile = tileFor.get(p.participant_id);
+    if (!tile) {
+      const video = h('video', { autoplay: true, playsinline: true, 'data-participant': p.participant_id });
+      videoFor.set(p.participant_id, video);
+      tile = h('figure', { class: 'tile', 'data-testid': 'remote-tile', 'data-role': p.role }, video, h('figcaption'));
+      tileFor.set(p.participant_id, tile);
+      tiles.append(tile);
+    }
+    const caption = tile.querySelector('figcaption');
+    if (caption) caption.textContent = `${p.name} (${roleLabel(p.role)})${p.audio ? '' : ' · muted'}${p.video ? '' : ' · camera off'}`;
+    return tile;
+  };
+
+  const handlers: CallHandlers = {
+    ...opts.handlers,
+    participants: (list) => {
+      const present = new Set(list.map((p) => p.participant_id));
+      for (const [id, tile] of tileFor) {
+        if (!present.has(id)) {
+          tile.remove();
+          tileFor.delete(id);
+          videoFor.delete(id);
+        }
+      }
+      for (const p of list) ensureTile(p);
+      status.textContent = list.length === 0 ? 'Waiting for the others to join…' : `In the call with ${list.map((p) => p.name).join(', ')}.`;
+      opts.handlers?.participants?.(list);
+    },
+    stream: (id, stream) => {
+      const video = videoFor.get(id);
+      if (video && video.srcObject !== stream) video.srcObject = stream;
+      opts.handlers?.stream?.(id, stream);
+    },
+    chat: (m: ChatMessage) => {
+      const at = new Date(m.at);
+      chatLog.append(h('li', null, h('strong', null, m.name), ' ', h('time', { datetime: m.at }, at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })), h('p', null, m.text)));
+      chatLog.scrollTop = chatLog.scrollHeight;
+      opts.handlers?.chat?.(m);
+    },
+    media: (connected) => {
+      root.dataset.media = connected ? 'connected' : 'disconnected';
+      opts.handlers?.media?.(connected);
+    },
+  };
+  const call = new VisitCall(opts.appointmentId, opts.token, opts.local, handlers);
+
+  const micButton = h('button', { type: 'button', class: 'button secondary', 'aria-pressed': 'false' }, 'Mute microphone');
+  const camButton = h('button', { type: 'button', class: 'button secondary', 'aria-pressed': 'false' }, 'Turn camera off');
+  const sync = () => {
+    micButton.textContent = audioOn ? 'Mute microphone' : 'Unmute microphone';
+    micButton.setAttribute('aria-pressed', String(!audioOn));
+    camButton.textContent = videoOn ? 'Turn camera off' : 'Turn camera on';
+    camButton.setAttribute('aria-pressed', String(!videoOn));
+    call.setMuted(audioOn, videoOn);
+  };
+  micButton.addEventListener('click', () => {
+    audioOn = !audioOn;
+    sync();
+  });
+  camButton.addEventListener('click', () => {
+    videoOn = !videoOn;
+    sync();
+  });
+  const leave = h('button', { type: 'button', class: 'button danger' }, 'Leave');
+  leave.addEventListener('click', () => {
+    call.leave();
+    opts.onLeave?.();
+  });
+  const chatForm = h('form', { class: 'chat-form' }, chatInput, h('button', { type: 'submit', class: 'button secondary small' }, 'Send'));
+  chatForm.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const text = chatInput.value.trim();
+    if (text) call.chat(text);
+    chatInput.value = '';
+  });
+
+  const root = h(
+    'section',
+    { class: 'call', 'aria-label': 'Video call', 'data-testid': 'call' },
+    status,
+    h('div', { class: 'call-stage' }, tiles, selfVideo),
+    h('div', { class: 'call-controls' }, micButton, camButton, ...(opts.extraControls?.(call) ?? []), leave),
+    h('section', { class: 'chat', 'aria-label': 'Chat' }, h('h2', { class: 'small-heading' }, 'Chat'), chatLog, chatForm),
+  );
+  replaceChildren(tiles);
+  void call.start();
+  const statsTimer = setInterval(() => void showStats(call, tileFor), 1000);
+  const stop = call.stop.bind(call);
+  call.stop = () => {
+    clearInterval(statsTimer);
+    stop();
+  };
+  return { call, root };
+}
+
+/** Per participant: what arrives of their media (shown on their tile, kept in data attributes). */
+async function showStats(call: VisitCall, tileFor: Map<string, HTMLElement>): Promise<void> {
+  const pc = call.connection;
+  if (!pc) return;
+  const report = await pc.getStats();
+  for (const tile of tileFor.values()) {
+    const video = tile.querySelector('video');
+    const stream = video?.srcObject instanceof MediaStream ? video.srcObject : null;
+    if (!stream) continue;
+    const trackIds = new Set(stream.getTracks().map((t) => t.id));
+    let frames = 0;
+    let level = 0;
+    let lost = 0;
+    let received = 0;
+    let jitterMs = 0;
+    report.forEach((stat: Record<string, unknown>) => {
+      if (stat.type !== 'inbound-rtp' || !trackIds.has(String(stat.trackIdentifier))) return;
+      lost += Number(stat.packetsLost ?? 0);
+      received += Number(stat.packetsReceived ?? 0);
+      if (stat.kind === 'video') frames = Number(stat.framesDecoded ?? 0);
+      if (stat.kind === 'audio') {
+        level = Number(stat.audioLevel ?? 0);
+        jitterMs = Number(stat.jitter ?? 0) * 1000;
+      }
+    });
+    tile.dataset.framesDecoded = String(frames);
+    tile.dataset.audioLevel = String(level);
+    tile.dataset.maxAudioLevel = String(Math.max(level, Number(tile.dataset.maxAudioLevel ?? 0)));
+    let line = tile.querySelector<HTMLElement>('.tile-stats');
+    if (!line) {
+      line = h('small', { class: 'tile-stats' });
+      tile.append(line);
+    }
+    const loss = received + lost > 0 ? (100 * lost) / (received + lost) : 0;
+    line.textContent = `${frames} frames · loss ${loss.toFixed(1)} % · jitter ${jitterMs.toFixed(0)} ms`;
+  }
+}
+
+/** Asks for the camera and microphone; a clear message when refused or missing. */
+export async function openCameraAndMicrophone(): Promise<MediaStream> {
+  try {
+    return await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
+  } catch (err) {
+    const name = err instanceof DOMException ? err.name : '';
+    if (name === 'NotAllowedError') throw new Error('Allow this page to use your camera and microphone (see the icon in the address bar), then try again.');
+    if (name === 'NotFoundError') throw new Error('No camera or microphone was found. Connect one and try again.');
+    throw new Error('Your camera or microphone could not be started. Close other programs using them and try again.');
+  }
+}

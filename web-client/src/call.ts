@@ -1,0 +1,279 @@
+// A video visit from the browser's side (docs/signaling.md, "Video visits"): one WebSocket at
+// /ws, hello with the token, join the appointment, wait to be admitted, then one
+// RTCPeerConnection to the SFU. The browser offers once, with its camera and microphone; after
+// that only the server offers (to add or stop the others' tracks) and the browser answers, so
+// the two sides never offer at the same time. Each remote participant's audio and video arrive
+// in one MediaStream whose id is their participant id.
+import { feedUrl, FEED_VERSION } from './feed';
+
+export type CallPhase = 'connecting' | 'waiting' | 'in_call' | 'ended' | 'denied' | 'removed' | 'replaced' | 'failed';
+
+export interface Participant {
+  participant_id: string;
+  role: 'clinician' | 'patient';
+  name: string;
+  audio: boolean;
+  video: boolean;
+}
+
+export interface ChatMessage {
+  participant_id: string;
+  name: string;
+  text: string;
+  at: string;
+}
+
+export interface CallHandlers {
+  phase?: (phase: CallPhase, detail?: string) => void;
+  /** Clinicians: who waits to be admitted, longest waiting first. */
+  lobby?: (waiting: Participant[]) => void;
+  /** Everyone else in the call now. */
+  participants?: (participants: Participant[]) => void;
+  /** A participant's media arrived (or changed). */
+  stream?: (participantId: string, stream: MediaStream) => void;
+  chat?: (message: ChatMessage) => void;
+  /** The media connection's state (ICE and DTLS). */
+  media?: (connected: boolean) => void;
+  error?: (code: string, message: string, refused?: string) => void;
+}
+
+interface ServerMessage {
+  type: string;
+  [key: string]: unknown;
+}
+
+/** Codes after which the socket will not be let into the visit by retrying. */
+const FINAL_CODES = new Set(['forbidden', 'not_found', 'visit_over', 'not_a_video_visit', 'consent_required', 'unauthenticated']);
+
+export class VisitCall {
+  private ws: WebSocket | null = null;
+  private pc: RTCPeerConnection | null = null;
+  private others = new Map<string, Participant>();
+  private streams = new Map<string, MediaStream>();
+  private signalling: Promise<void> = Promise.resolve();
+  private stopped = false;
+  private _phase: CallPhase = 'connecting';
+  participantId: string | null = null;
+
+  constructor(
+    private readonly appointmentId: string,
+    private readonly token: () => Promise<string | null>,
+    private readonly local: MediaStream,
+    private readonly handlers: CallHandlers,
+  ) {}
+
+  get phase(): CallPhase {
+    return this._phase;
+  }
+
+  /** The peer connection (for statistics). */
+  get connection(): RTCPeerConnection | null {
+    return this.pc;
+  }
+
+  async start(): Promise<void> {
+    const token = await this.token();
+    if (!token) {
+      this.setPhase('failed', 'unauthenticated');
+      return;
+    }
+    const ws = new WebSocket(feedUrl());
+    this.ws = ws;
+    ws.onopen = () => ws.send(JSON.stringify({ type: 'hello', v: FEED_VERSION, token }));
+    ws.onmessage = (event) => {
+      let message: ServerMessage;
+      try {
+        message = JSON.parse(String(event.data)) as ServerMessage;
+      } catch {
+        return;
+      }
+      this.onMessage(message);
+    };
+    ws.onclose = (event) => {
+      if (this.stopped) return;
+      this.closeMedia();
+      if (this._phase === 'in_call' || this._phase === 'waiting' || this._phase === 'connecting') {
+        this.setPhase('failed', event.reason || 'connection lost');
+      }
+    };
+  }
+
+  /** Leaves the visit (the seat stays admitted for the rejoin grace period). */
+  leave(): void {
+    this.send({ type: 'leave' });
+    this.stop();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.closeMedia();
+    const ws = this.ws;
+    this.ws = null;
+    if (ws && ws.readyState <= WebSocket.OPEN) ws.close(1000, 'bye');
+  }
+
+  admit(participantId: string): void {
+    this.send({ type: 'admit', participant_id: participantId });
+  }
+
+  deny(participantId: string): void {
+    this.send({ type: 'deny', participant_id: participantId });
+  }
+
+  remove(participantId: string): void {
+    this.send({ type: 'remove', participant_id: participantId });
+  }
+
+  endVisit(): void {
+    this.send({ type: 'end_visit' });
+  }
+
+  chat(text: string): void {
+    this.send({ type: 'chat', text });
+  }
+
+  /** Turns the microphone or camera on or off, and tells the others. */
+  setMuted(audio: boolean, video: boolean): void {
+    for (const track of this.local.getAudioTracks()) track.enabled = audio;
+    for (const track of this.local.getVideoTracks()) track.enabled = video;
+    this.send({ type: 'mute', audio, video });
+  }
+
+  private send(message: unknown): void {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
+  }
+
+  private setPhase(phase: CallPhase, detail?: string): void {
+    this._phase = phase;
+    this.handlers.phase?.(phase, detail);
+  }
+
+  private emitParticipants(): void {
+    this.handlers.participants?.([...this.others.values()]);
+  }
+
+  private onMessage(message: ServerMessage): void {
+    switch (message.type) {
+      case 'welcome':
+        this.send({ type: 'join', appointment_id: this.appointmentId });
+        break;
+      case 'joined':
+        this.participantId = message.participant_id as string;
+        if (message.state === 'waiting') this.setPhase('waiting');
+        break;
+      case 'admitted':
+        this.others.clear();
+        for (const p of message.participants as Participant[]) this.others.set(p.participant_id, p);
+        this.emitParticipants();
+        this.setPhase('in_call');
+        void this.openMedia();
+        break;
+      case 'participant_joined': {
+        const p = message.participant as Participant;
+        this.others.set(p.participant_id, p);
+        this.emitParticipants();
+        break;
+      }
+      case 'participant_left':
+        this.others.delete(message.participant_id as string);
+        this.streams.delete(message.participant_id as string);
+        this.emitParticipants();
+        break;
+      case 'mute': {
+        const p = this.others.get(message.participant_id as string);
+        if (p) {
+          p.audio = message.audio as boolean;
+          p.video = message.video as boolean;
+          this.emitParticipants();
+        }
+        break;
+      }
+      case 'lobby':
+        this.handlers.lobby?.(message.waiting as Participant[]);
+        break;
+      case 'chat':
+        this.handlers.chat?.(message as unknown as ChatMessage);
+        break;
+      case 'answer':
+        this.serialise(async (pc) => pc.setRemoteDescription({ type: 'answer', sdp: message.sdp as string }));
+        break;
+      case 'offer':
+        this.serialise(async (pc) => {
+          await pc.setRemoteDescription({ type: 'offer', sdp: message.sdp as string });
+          await pc.setLocalDescription(await pc.createAnswer());
+          this.send({ type: 'answer', sdp: pc.localDescription?.sdp });
+        });
+        break;
+      case 'media_connected':
+        this.handlers.media?.(true);
+        break;
+      case 'media_disconnected':
+        this.handlers.media?.(false);
+        // The connection failed: offer a new one (the server replaces the old).
+        if (this._phase === 'in_call') void this.openMedia();
+        break;
+      case 'denied':
+      case 'removed':
+      case 'replaced':
+        this.closeMedia();
+        this.setPhase(message.type);
+        this.stop();
+        break;
+      case 'visit_ended':
+        this.closeMedia();
+        this.setPhase('ended');
+        this.stop();
+        break;
+      case 'error': {
+        const code = message.code as string;
+        this.handlers.error?.(code, message.message as string, message.refused as string | undefined);
+        if (FINAL_CODES.has(code) && this._phase !== 'in_call') {
+          this.setPhase('failed', code);
+          this.stop();
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  /** Runs signalling steps one after another (an offer arriving mid-answer waits its turn). */
+  private serialise(step: (pc: RTCPeerConnection) => Promise<void>): void {
+    this.signalling = this.signalling
+      .then(async () => {
+        if (this.pc) await step(this.pc);
+      })
+      .catch((err: unknown) => this.handlers.error?.('negotiation_failed', String(err)));
+  }
+
+  private async openMedia(): Promise<void> {
+    this.closeMedia();
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    this.pc = pc;
+    for (const track of this.local.getTracks()) pc.addTrack(track, this.local);
+    pc.onicecandidate = (event) => {
+      if (event.candidate) this.send({ type: 'candidate', candidate: event.candidate.toJSON() });
+      else this.send({ type: 'end_of_candidates' });
+    };
+    pc.ontrack = (event) => {
+      const stream = event.streams[0];
+      if (!stream) return;
+      this.streams.set(stream.id, stream);
+      this.handlers.stream?.(stream.id, stream);
+    };
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === 'failed') this.handlers.media?.(false);
+    };
+    this.serialise(async () => {
+      await pc.setLocalDescription(await pc.createOffer());
+      this.send({ type: 'offer', sdp: pc.localDescription?.sdp });
+    });
+  }
+
+  private closeMedia(): void {
+    const pc = this.pc;
+    this.pc = null;
+    if (pc) pc.close();
+  }
+}

@@ -1,0 +1,108 @@
+// The clinician's visit page: camera check, then the call with the waiting list (admit or deny),
+// remove, and "End visit" (which disconnects everyone and finishes the appointment).
+import { api, freshStaffAccessToken } from '../api';
+import type { Participant } from '../call';
+import { openCameraAndMicrophone, startCallView } from '../call-view';
+import { h, replaceChildren } from '../dom';
+import { messageForError } from '../lib/errors';
+import type { Appointment } from '../types';
+import { loadError, pageHeading, type PageContext } from '../ui';
+
+export async function visitPage(ctx: PageContext): Promise<void> {
+  const id = ctx.params.id ?? '';
+  ctx.title('Video visit');
+  const body = h('div', null, h('p', { class: 'loading' }, 'Loading the visit…'));
+  replaceChildren(ctx.main, pageHeading('Video visit'), body);
+  let appointment: Appointment;
+  try {
+    appointment = await api<Appointment>(`/appointments/${encodeURIComponent(id)}`, { signal: ctx.signal });
+  } catch (err) {
+    replaceChildren(body, loadError(err));
+    return;
+  }
+  const status = h('div', { role: 'status', 'aria-live': 'polite' });
+  const problem = h('div', { role: 'alert', class: 'form-alert' });
+  const lobby = h('section', { class: 'card lobby', 'aria-labelledby': 'lobby-heading', 'data-testid': 'lobby' }, h('h2', { id: 'lobby-heading' }, 'Waiting room'), h('p', { class: 'muted' }, 'Nobody is waiting.'));
+  const callArea = h('div', { class: 'visit-call' });
+  const preview = h('video', { class: 'preview', autoplay: true, playsinline: true, muted: true });
+  preview.muted = true;
+  const start = h('button', { type: 'button', class: 'button primary large', 'data-testid': 'start-visit' }, 'Start the visit');
+
+  replaceChildren(
+    body,
+    h('p', { class: 'lead' }, `${appointment.patient_name} · ${appointment.start_local.slice(11, 16)}–${appointment.end_local.slice(11, 16)} · ${appointment.reason}`),
+    problem,
+    status,
+    h('div', { class: 'visit-layout' }, h('div', null, callArea), lobby),
+  );
+  replaceChildren(callArea, h('section', { class: 'card device-check', 'aria-label': 'Camera and microphone' }, preview, start));
+
+  const showLobby = (waiting: Participant[], admit: (id: string) => void, deny: (id: string) => void) => {
+    const items = waiting.map((p) =>
+      h(
+        'li',
+        { 'data-testid': 'waiting-participant', 'data-participant': p.participant_id },
+        h('span', null, `${p.name} (${p.role})`),
+        h('button', { type: 'button', class: 'button primary small', onclick: () => admit(p.participant_id) }, 'Admit'),
+        h('button', { type: 'button', class: 'button secondary small', onclick: () => deny(p.participant_id) }, 'Deny'),
+      ),
+    );
+    replaceChildren(lobby, h('h2', { id: 'lobby-heading' }, 'Waiting room'), items.length ? h('ul', { class: 'waiting-list' }, items) : h('p', { class: 'muted' }, 'Nobody is waiting.'));
+  };
+
+  start.addEventListener('click', async () => {
+    start.disabled = true;
+    problem.replaceChildren();
+    let local: MediaStream;
+    try {
+      local = await openCameraAndMicrophone();
+    } catch (err) {
+      problem.replaceChildren(h('p', null, err instanceof Error ? err.message : String(err)));
+      start.disabled = false;
+      return;
+    }
+    const stopLocal = () => {
+      for (const track of local.getTracks()) track.stop();
+    };
+    const view = startCallView({
+      appointmentId: appointment.id,
+      token: () => freshStaffAccessToken(),
+      local,
+      extraControls: (call) => {
+        const end = h('button', { type: 'button', class: 'button danger', 'data-testid': 'end-visit' }, 'End visit');
+        end.addEventListener('click', () => {
+          if (confirm('End the visit for everyone?')) call.endVisit();
+        });
+        return [end];
+      },
+      handlers: {
+        lobby: (waiting) => showLobby(waiting, (p) => view.call.admit(p), (p) => view.call.deny(p)),
+        phase: (phase, detail) => {
+          if (phase === 'ended') {
+            stopLocal();
+            status.replaceChildren(h('p', { class: 'alert success', 'data-testid': 'visit-phase', 'data-phase': 'ended' }, 'The visit has ended and is recorded as finished.'));
+            view.root.hidden = true;
+          } else if (phase === 'failed' || phase === 'replaced') {
+            status.replaceChildren(h('p', { class: 'alert error', 'data-testid': 'visit-phase', 'data-phase': phase }, phase === 'replaced' ? 'This visit was opened in another tab.' : `The call stopped (${detail ?? 'error'}). Reload to rejoin.`));
+          } else {
+            status.replaceChildren(h('p', { class: 'muted', 'data-testid': 'visit-phase', 'data-phase': phase }, phase === 'in_call' ? 'You are in the call.' : 'Connecting…'));
+          }
+        },
+        error: (code, message, refused) => {
+          if (refused === 'candidate') return;
+          problem.replaceChildren(h('p', null, messageForError(new Error(`${message} (${code})`))));
+        },
+      },
+      onLeave: () => {
+        stopLocal();
+        status.replaceChildren(h('p', { class: 'alert info', 'data-testid': 'visit-phase', 'data-phase': 'left' }, 'You left the call; the patient stays in it. Reload to go back.'));
+        view.root.hidden = true;
+      },
+    });
+    replaceChildren(callArea, view.root);
+    ctx.signal.addEventListener('abort', () => {
+      view.call.stop();
+      stopLocal();
+    });
+  });
+}

@@ -127,7 +127,10 @@ impl Application {
             )
         })?;
         tracing::info!(media = %endpoint.advertised(), "video visits use this UDP address");
-        state.set_sfu(bedside_sfu::rooms::Sfu::start(endpoint));
+        state.set_sfu(bedside_sfu::rooms::Sfu::start(
+            endpoint,
+            bedside_sfu::metrics::SfuMetrics::register(&registry),
+        ));
         let http = TcpListener::bind(config.http.addr)
             .await
             .with_context(|| format!("cannot listen on {}", config.http.addr))?;

@@ -26,11 +26,13 @@
 //!   participant of the room, renegotiation driven by the SFU alone (no
 //!   glare), keyframe requests on subscription and from subscribers,
 //!   rate-limited.
+//! - [`metrics`]: Prometheus counters and gauges, without labels.
 //! - [`rewrite`]: one outgoing track's sequence numbers and timestamps,
 //!   continuous across layer and publisher switches (the endpoint's
 //!   forwarding keeps one per outgoing track).
 
 pub mod demux;
 pub mod endpoint;
+pub mod metrics;
 pub mod rewrite;
 pub mod rooms;

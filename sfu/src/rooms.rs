@@ -20,8 +20,6 @@
 //! reload, a rejoin) replaces their earlier connection.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rtc::peer_connection::transport::RTCIceCandidateInit;
@@ -33,6 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::endpoint::{Endpoint, EndpointError, Event, PeerId};
+use crate::metrics::SfuMetrics;
 
 /// At most one keyframe request per publisher stream this often.
 pub const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
@@ -65,21 +64,6 @@ pub enum SfuError {
     Stopped,
 }
 
-/// Counters for metrics, shared with the SFU task.
-#[derive(Debug, Default)]
-pub struct SfuCounters {
-    /// RTP packets sent on to subscribers.
-    pub forwarded_packets: AtomicU64,
-    /// Their payload bytes.
-    pub forwarded_bytes: AtomicU64,
-    /// Keyframe requests sent to publishers.
-    pub keyframe_requests: AtomicU64,
-    /// Participants with a connection.
-    pub participants: AtomicU64,
-    /// Rooms with at least one connection.
-    pub rooms: AtomicU64,
-}
-
 enum Command {
     Publish {
         room: Uuid,
@@ -108,16 +92,15 @@ enum Command {
 #[derive(Clone)]
 pub struct Sfu {
     commands: mpsc::UnboundedSender<Command>,
-    counters: Arc<SfuCounters>,
+    metrics: SfuMetrics,
     advertised: std::net::SocketAddr,
 }
 
 impl Sfu {
-    /// Starts the SFU task on `endpoint`; it stops when every handle is
-    /// dropped.
-    pub fn start(endpoint: Endpoint) -> Self {
+    /// Starts the SFU task on `endpoint`, counting into `metrics`; it
+    /// stops when every handle is dropped.
+    pub fn start(endpoint: Endpoint, metrics: SfuMetrics) -> Self {
         let (commands, receiver) = mpsc::unbounded_channel();
-        let counters = Arc::new(SfuCounters::default());
         let advertised = endpoint.advertised();
         let rooms = Rooms {
             endpoint,
@@ -126,12 +109,12 @@ impl Sfu {
             published: HashMap::new(),
             last_keyframe_request: HashMap::new(),
             connected: std::collections::HashSet::new(),
-            counters: counters.clone(),
+            metrics: metrics.clone(),
         };
         tokio::spawn(rooms.run(receiver));
         Self {
             commands,
-            counters,
+            metrics,
             advertised,
         }
     }
@@ -141,9 +124,9 @@ impl Sfu {
         self.advertised
     }
 
-    /// The counters behind the SFU's metrics.
-    pub fn counters(&self) -> &SfuCounters {
-        &self.counters
+    /// The SFU's metrics.
+    pub fn metrics(&self) -> &SfuMetrics {
+        &self.metrics
     }
 
     /// Connects `participant` to `room` with the browser's offer (what it
@@ -267,7 +250,7 @@ struct Rooms {
     last_keyframe_request: HashMap<(PeerId, u32), Instant>,
     /// Connections whose ICE and DTLS are up.
     connected: std::collections::HashSet<PeerId>,
-    counters: Arc<SfuCounters>,
+    metrics: SfuMetrics,
 }
 
 enum Next {
@@ -282,6 +265,9 @@ impl Rooms {
                 command = commands.recv() => Next::Command(command),
                 event = self.endpoint.next_event() => Next::Event(event),
             };
+            // Media packets change no room and need no offer: the per-room
+            // bookkeeping runs after anything else only, not per packet.
+            let media = matches!(next, Next::Event(Ok(Event::Rtp { .. })));
             match next {
                 Next::Command(Some(command)) => self.command(command),
                 Next::Command(None) => return,
@@ -291,8 +277,10 @@ impl Rooms {
                     return;
                 }
             }
-            self.negotiate();
-            self.count();
+            if !media {
+                self.negotiate();
+                self.count();
+            }
         }
     }
 
@@ -300,12 +288,12 @@ impl Rooms {
         let mut rooms: Vec<Uuid> = self.participants.values().map(|p| p.room).collect();
         rooms.sort_unstable();
         rooms.dedup();
-        self.counters
+        self.metrics
             .participants
-            .store(self.participants.len() as u64, Ordering::Relaxed);
-        self.counters
+            .set(i64::try_from(self.participants.len()).unwrap_or(i64::MAX));
+        self.metrics
             .rooms
-            .store(rooms.len() as u64, Ordering::Relaxed);
+            .set(i64::try_from(rooms.len()).unwrap_or(i64::MAX));
     }
 
     fn command(&mut self, command: Command) {
@@ -609,12 +597,8 @@ impl Rooms {
             {
                 Ok(true) => {
                     sub.fresh = false;
-                    self.counters
-                        .forwarded_packets
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.counters
-                        .forwarded_bytes
-                        .fetch_add(bytes, Ordering::Relaxed);
+                    self.metrics.forwarded_packets.inc();
+                    self.metrics.forwarded_bytes.inc_by(bytes);
                 }
                 Ok(false) => {}
                 Err(error) => tracing::debug!(%error, "forwarding failed"),
@@ -632,9 +616,7 @@ impl Rooms {
         self.last_keyframe_request.insert((publisher, ssrc), now);
         match self.endpoint.request_keyframe(publisher, ssrc) {
             Ok(()) => {
-                self.counters
-                    .keyframe_requests
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.keyframe_requests.inc();
             }
             Err(error) => tracing::debug!(%error, "keyframe request failed"),
         }

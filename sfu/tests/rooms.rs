@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use bedside_sfu::endpoint::Endpoint;
+use bedside_sfu::metrics::SfuMetrics;
 use bedside_sfu::rooms::{Sfu, Signal};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -99,6 +100,7 @@ async fn sfu() -> Sfu {
         Endpoint::bind(SocketAddr::from(([127, 0, 0, 1], 0)), None)
             .await
             .unwrap(),
+        SfuMetrics::new(),
     )
 }
 
@@ -144,10 +146,9 @@ async fn participants_receive_their_room_only_and_a_reconnection_is_received_aga
         "the other visit leaked: {:?}",
         tally(&seen)
     );
-    assert_eq!(
-        sfu.counters()
-            .participants
-            .load(std::sync::atomic::Ordering::Relaxed),
-        4
-    );
+    // Four connections (the replaced one is gone) in two rooms, and the
+    // forwarded packets counted.
+    assert_eq!(sfu.metrics().participants.get(), 4);
+    assert_eq!(sfu.metrics().rooms.get(), 2);
+    assert!(sfu.metrics().forwarded_packets.get() >= 160);
 }

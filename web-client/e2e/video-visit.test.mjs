@@ -33,7 +33,7 @@ const CLINICIAN = { email: `clinician-${run}@e2e.test`, name: `Dr. Ada Call ${ru
 const PATIENT = { given: 'Ravi', family: `Okafor-${run}`, mrn: `E2E-V-${run.toUpperCase()}`, birth: '1960-07-14' };
 
 const runBedside = bedsideRunner(BIN);
-const state = { server: null, logs: [], db: null, dataDir: null, base: null, browser: null, appointmentId: null, joinUrl: null, adminToken: null, problems: [] };
+const state = { metricsPort: null, server: null, logs: [], db: null, dataDir: null, base: null, browser: null, appointmentId: null, joinUrl: null, adminToken: null, problems: [] };
 
 // eslint-disable-next-line no-control-regex
 const plain = (chunks) => chunks.join('').replace(/\x1b\[[0-9;]*m/g, '');
@@ -65,7 +65,7 @@ async function startServer() {
     ...process.env,
     BEDSIDE_DATABASE__URL: dbUrl(PG_URL, state.db),
     BEDSIDE_HTTP__ADDR: `127.0.0.1:${port}`,
-    BEDSIDE_METRICS__ADDR: `127.0.0.1:${await freePort()}`,
+    BEDSIDE_METRICS__ADDR: `127.0.0.1:${(state.metricsPort = await freePort())}`,
     // The SFU's one UDP socket; the browsers reach it on loopback.
     BEDSIDE_VISITS__MEDIA_UDP: '127.0.0.1:0',
     BEDSIDE_HTTP__WEB_ROOT: dist,
@@ -204,6 +204,12 @@ describe('a video visit between two browsers through the SFU', { timeout: 300_00
     const clinicianSaw = await receivesMedia(clinician, 'patient');
     await patient.screenshot({ path: join(results, 'visit-patient.png'), fullPage: true });
     await clinician.screenshot({ path: join(results, 'visit-clinician.png'), fullPage: true });
+    // The SFU's metrics count what it forwarded (no ids in them).
+    const metrics = await (await fetch(`http://127.0.0.1:${state.metricsPort}/metrics`)).text();
+    const value = (name) => Number(metrics.match(new RegExp(`^${name} (\\d+)`, 'm'))?.[1] ?? NaN);
+    assert.ok(value('bedside_sfu_forwarded_packets_total') > 100, `forwarded packets in:\n${metrics.split('\n').filter((l) => l.startsWith('bedside_sfu')).join('\n')}`);
+    assert.equal(value('bedside_sfu_participants'), 2);
+    assert.equal(value('bedside_sfu_rooms'), 1);
     const status = await apiCall('GET', `/appointments/${state.appointmentId}`, state.adminToken);
     assert.equal(status.status, 'in_progress', 'admission starts the visit');
 

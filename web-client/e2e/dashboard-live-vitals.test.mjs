@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { Fatal, WAIT, bedsideRunner, dbUrl, expectText, expectUrl, freePort, poll, psql } from './support.mjs';
+import { Fatal, WAIT, bedsideRunner, dbUrl, expectText, expectUrl, freePort, poll, psql, publishSenml, startMosquitto } from './support.mjs';
 
 const webClient = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const dist = join(webClient, 'dist');
@@ -170,17 +170,8 @@ async function startServerAndBroker() {
   const device = await apiCall('POST', '/devices', state.adminToken, { serial: `OX-${run}`, kind: 'pulse_oximeter', patient_id: patient.id });
   assert.ok(device.mqtt_username && device.mqtt_password, `POST /devices gave ${JSON.stringify(device)}`);
   state.device = device;
-  const passwd = join(state.dataDir, 'mosquitto', 'passwd');
-  const acl = join(state.dataDir, 'mosquitto', 'acl');
-  assert.ok(existsSync(passwd) && existsSync(acl), `the server wrote ${passwd} and ${acl}`);
-
   // (e) Mosquitto on the server's files
-  const conf = join(state.dataDir, 'mosquitto.conf');
-  writeFileSync(
-    conf,
-    `user root\nlistener ${state.mqttPort} 127.0.0.1\nallow_anonymous false\npassword_file ${passwd}\nacl_file ${acl}\npersistence false\npid_file ${join(state.dataDir, 'mosquitto.pid')}\n`,
-  );
-  const broker = spawnLogged('mosquitto', ['-c', conf], {}, state.brokerLogs);
+  const broker = startMosquitto(state.dataDir, state.mqttPort, state.brokerLogs);
   state.broker = broker;
 
   // (f) ready: database, migrations and the gateway's broker connection (it retries with backoff)
@@ -220,15 +211,8 @@ async function stopAll() {
   if (state.dataDir) rmSync(state.dataDir, { recursive: true, force: true });
 }
 
-/** Publishes SenML over MQTT as the device (QoS 1: returns once the broker has it). */
 function publish(senml) {
-  const user = state.device.mqtt_username;
-  const r = spawnSync(
-    'mosquitto_pub',
-    ['-h', '127.0.0.1', '-p', String(state.mqttPort), '-u', user, '-P', state.device.mqtt_password, '-q', '1', '-t', `bedside/v1/devices/${user}/vitals`, '-m', JSON.stringify(senml)],
-    { encoding: 'utf8', timeout: 30_000 },
-  );
-  if (r.error || r.status !== 0) throw new Error(`mosquitto_pub failed (exit ${r.status}): ${r.error?.message ?? ''}${r.stderr}`);
+  publishSenml(state.mqttPort, state.device, senml);
 }
 
 async function newPage(context) {

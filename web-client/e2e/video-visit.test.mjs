@@ -2,13 +2,16 @@
 // Chromium browser contexts with fake cameras and microphones. The patient opens the join link,
 // accepts the consent, checks their devices and waits; the clinician admits them; each side
 // decodes the other's video (framesDecoded grows) and receives audio with a non-zero level; the
-// patient reloads the page and is back in the call without being admitted again; the clinician
+// patient reloads the page and is back in the call without being admitted again; readings that the
+// patient's oximeter publishes over a real Mosquitto appear in the clinician's in-call panel and an
+// alarming one raises an alert there, acknowledged from the call; the clinician
 // ends the visit, the patient is told, and the appointment is finished.
 //
 // Inputs (environment):
 //   BEDSIDE_BIN          the bedside binary (default ../target/debug/bedside, relative to web-client)
 //   BEDSIDE_TEST_PG_URL  a PostgreSQL server URL (default postgres://postgres@127.0.0.1:5432/postgres);
 //                        the test creates and drops a database e2e_visit_<random> on it
+// Needs `mosquitto` and `mosquitto_pub` on PATH (Debian: apt-get install -y mosquitto mosquitto-clients).
 // Output: test-results/visit-*.png and server-visit.log.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { WAIT, bedsideRunner, dbUrl, expectText, freePort, poll, psql, serveUntilReady } from './support.mjs';
+import { Fatal, WAIT, bedsideRunner, dbUrl, expectText, freePort, poll, psql, publishSenml, serveUntilReady, startMosquitto } from './support.mjs';
 
 const webClient = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const dist = join(webClient, 'dist');
@@ -33,7 +36,7 @@ const CLINICIAN = { email: `clinician-${run}@e2e.test`, name: `Dr. Ada Call ${ru
 const PATIENT = { given: 'Ravi', family: `Okafor-${run}`, mrn: `E2E-V-${run.toUpperCase()}`, birth: '1960-07-14' };
 
 const runBedside = bedsideRunner(BIN);
-const state = { metricsPort: null, server: null, logs: [], db: null, dataDir: null, base: null, browser: null, appointmentId: null, joinUrl: null, adminToken: null, problems: [] };
+const state = { metricsPort: null, mqttPort: null, broker: null, brokerLogs: [], device: null, server: null, logs: [], db: null, dataDir: null, base: null, browser: null, appointmentId: null, joinUrl: null, adminToken: null, problems: [] };
 
 // eslint-disable-next-line no-control-regex
 const plain = (chunks) => chunks.join('').replace(/\x1b\[[0-9;]*m/g, '');
@@ -71,17 +74,29 @@ async function startServer() {
     BEDSIDE_HTTP__WEB_ROOT: dist,
     BEDSIDE_DATA_DIR: state.dataDir,
     BEDSIDE_PUBLIC_BASE_URL: state.base,
-    BEDSIDE_INGEST__ENABLED: 'false',
+    // The device gateway on a private broker: readings reach the clinician's in-call panel.
+    BEDSIDE_MQTT__URL: `mqtt://127.0.0.1:${(state.mqttPort = await freePort())}`,
+    BEDSIDE_MQTT__PASSWORD: `gw-${randomBytes(16).toString('hex')}`,
+    BEDSIDE_MQTT__BROKER_PID_FILE: join(state.dataDir, 'mosquitto.pid'),
+    BEDSIDE_INGEST__BATCH_AGE_MS: '20',
   };
   runBedside(['migrate'], env);
   runBedside(['users', 'create', '--role', 'admin', '--email', ADMIN.email, '--name', ADMIN.name], env, `${ADMIN.password}\n`);
   runBedside(['users', 'create', '--role', 'clinician', '--email', CLINICIAN.email, '--name', CLINICIAN.name], env, `${CLINICIAN.password}\n`);
-  state.server = await serveUntilReady(BIN, env, state.base, state.logs);
+  // Not ready (/readyz) until the gateway reaches the broker, started below on the server's files.
+  state.server = await serveUntilReady(BIN, env, state.base, state.logs, '/api/v1/clinic');
 
   // A video visit starting now, booked through the API.
   state.adminToken = await login(ADMIN);
   const me = await apiCall('GET', '/me', await login(CLINICIAN));
   const patient = await apiCall('POST', '/patients', state.adminToken, { mrn: PATIENT.mrn, given_name: PATIENT.given, family_name: PATIENT.family, birth_date: PATIENT.birth, sex: 'male' });
+  state.device = await apiCall('POST', '/devices', state.adminToken, { serial: `OX-${run}`, kind: 'pulse_oximeter', patient_id: patient.id });
+  state.broker = startMosquitto(state.dataDir, state.mqttPort, state.brokerLogs);
+  await poll('GET /readyz to answer 200 (the gateway reached the broker)', async () => {
+    if (state.broker.exited) throw new Fatal(`mosquitto exited (${JSON.stringify(state.broker.exited)}): ${plain(state.brokerLogs)}`);
+    const res = await fetch(`${state.base}/readyz`).catch(() => null);
+    return res?.status === 200;
+  }, 60_000, 250);
   const clinic = await apiCall('GET', '/clinic', null);
   const booked = await apiCall('POST', '/appointments', state.adminToken, {
     patient_id: patient.id,
@@ -96,8 +111,7 @@ async function startServer() {
   assert.match(state.joinUrl ?? '', /\/join#t=/, `the booking answered ${JSON.stringify(booked)}`);
 }
 
-async function stopServer() {
-  const child = state.server;
+async function stopChild(child) {
   if (child && child.exitCode === null && child.signalCode === null) {
     const gone = new Promise((r) => child.once('exit', r));
     child.kill('SIGTERM');
@@ -105,6 +119,11 @@ async function stopServer() {
     await gone;
     clearTimeout(timer);
   }
+}
+
+async function stopServer() {
+  await stopChild(state.server);
+  await stopChild(state.broker);
   mkdirSync(results, { recursive: true });
   writeFileSync(join(results, 'server-visit.log'), plain(state.logs));
   if (state.db) {
@@ -204,6 +223,19 @@ describe('a video visit between two browsers through the SFU', { timeout: 300_00
     const clinicianSaw = await receivesMedia(clinician, 'patient');
     await patient.screenshot({ path: join(results, 'visit-patient.png'), fullPage: true });
     await clinician.screenshot({ path: join(results, 'visit-clinician.png'), fullPage: true });
+    // During the call a reading published by the patient's oximeter appears in the clinician's
+    // in-call panel, and an alarming one raises an alert there, acknowledged from the call.
+    const panel = clinician.getByTestId('in-call-vitals');
+    publishSenml(state.mqttPort, state.device, [{ n: 'heart_rate', u: '/min', v: 72 }]);
+    await expectText(panel.getByTestId('in-call-heart_rate'), /^72\b/);
+    publishSenml(state.mqttPort, state.device, [{ n: 'spo2', u: '%', v: 85 }]);
+    const alertItem = panel.getByTestId('in-call-alerts').getByRole('listitem').filter({ hasText: 'SpO₂' });
+    await expectText(alertItem, 'SpO₂ 85 %');
+    assert.equal(await alertItem.getAttribute('data-status'), 'open');
+    await alertItem.getByRole('button', { name: 'Acknowledge' }).click();
+    await poll('the alert acknowledged in the panel', async () => (await alertItem.getAttribute('data-status')) === 'acknowledged');
+    await clinician.screenshot({ path: join(results, 'visit-clinician-vitals.png'), fullPage: true });
+
     // The SFU's metrics count what it forwarded (no ids in them).
     const metrics = await (await fetch(`http://127.0.0.1:${state.metricsPort}/metrics`)).text();
     const value = (name) => Number(metrics.match(new RegExp(`^${name} (\\d+)`, 'm'))?.[1] ?? NaN);

@@ -19,6 +19,8 @@ export interface CallViewOptions {
   handlers?: CallHandlers;
   /** Called when the user presses Leave. */
   onLeave?: () => void;
+  /** Staff: the patient whose live vitals the call's socket also carries. */
+  watchPatient?: string;
 }
 
 function roleLabel(role: Participant['role']): string {
@@ -85,6 +87,7 @@ export function startCallView(opts: CallViewOptions): CallView {
     },
   };
   const call = new VisitCall(opts.appointmentId, opts.token, opts.local, handlers);
+  if (opts.watchPatient) call.watch(opts.watchPatient);
 
   const micButton = h('button', { type: 'button', class: 'button secondary', 'aria-pressed': 'false' }, 'Mute microphone');
   const camButton = h('button', { type: 'button', class: 'button secondary', 'aria-pressed': 'false' }, 'Turn camera off');

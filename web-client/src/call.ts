@@ -35,6 +35,8 @@ export interface CallHandlers {
   /** The media connection's state (ICE and DTLS). */
   media?: (connected: boolean) => void;
   error?: (code: string, message: string, refused?: string) => void;
+  /** Live-feed messages (snapshot, sample, news2, alert) of the watched patient. */
+  feed?: (message: { type: string; [key: string]: unknown }) => void;
 }
 
 interface ServerMessage {
@@ -53,6 +55,7 @@ export class VisitCall {
   private signalling: Promise<void> = Promise.resolve();
   private stopped = false;
   private _phase: CallPhase = 'connecting';
+  private watching: string | null = null;
   participantId: string | null = null;
 
   constructor(
@@ -112,6 +115,16 @@ export class VisitCall {
     if (ws && ws.readyState <= WebSocket.OPEN) ws.close(1000, 'bye');
   }
 
+  /** Staff: also receive this patient's live vitals and alerts on the call's socket. */
+  watch(patientId: string): void {
+    this.watching = patientId;
+  }
+
+  /** Staff: acknowledges an alert of the watched patient. */
+  ackAlert(alertId: string): void {
+    this.send({ type: 'ack_alert', alert_id: alertId });
+  }
+
   admit(participantId: string): void {
     this.send({ type: 'admit', participant_id: participantId });
   }
@@ -155,7 +168,14 @@ export class VisitCall {
   private onMessage(message: ServerMessage): void {
     switch (message.type) {
       case 'welcome':
+        if (this.watching) this.send({ type: 'subscribe', patients: [this.watching] });
         this.send({ type: 'join', appointment_id: this.appointmentId });
+        break;
+      case 'snapshot':
+      case 'sample':
+      case 'news2':
+      case 'alert':
+        this.handlers.feed?.(message);
         break;
       case 'joined':
         this.participantId = message.participant_id as string;

@@ -4,6 +4,7 @@ import { api, freshStaffAccessToken } from '../api';
 import type { Participant } from '../call';
 import { openCameraAndMicrophone, startCallView } from '../call-view';
 import { h, replaceChildren } from '../dom';
+import { inCallVitals } from '../in-call-vitals';
 import { messageForError } from '../lib/errors';
 import type { Appointment } from '../types';
 import { loadError, pageHeading, type PageContext } from '../ui';
@@ -24,6 +25,7 @@ export async function visitPage(ctx: PageContext): Promise<void> {
   const problem = h('div', { role: 'alert', class: 'form-alert' });
   const lobby = h('section', { class: 'card lobby', 'aria-labelledby': 'lobby-heading', 'data-testid': 'lobby' }, h('h2', { id: 'lobby-heading' }, 'Waiting room'), h('p', { class: 'muted' }, 'Nobody is waiting.'));
   const callArea = h('div', { class: 'visit-call' });
+  const vitalsArea = h('div');
   const preview = h('video', { class: 'preview', autoplay: true, playsinline: true, muted: true });
   preview.muted = true;
   const start = h('button', { type: 'button', class: 'button primary large', 'data-testid': 'start-visit' }, 'Start the visit');
@@ -33,7 +35,7 @@ export async function visitPage(ctx: PageContext): Promise<void> {
     h('p', { class: 'lead' }, `${appointment.patient_name} · ${appointment.start_local.slice(11, 16)}–${appointment.end_local.slice(11, 16)} · ${appointment.reason}`),
     problem,
     status,
-    h('div', { class: 'visit-layout' }, h('div', null, callArea), lobby),
+    h('div', { class: 'visit-layout' }, h('div', null, callArea), h('div', { class: 'visit-side' }, lobby, vitalsArea)),
   );
   replaceChildren(callArea, h('section', { class: 'card device-check', 'aria-label': 'Camera and microphone' }, preview, start));
 
@@ -64,10 +66,13 @@ export async function visitPage(ctx: PageContext): Promise<void> {
     const stopLocal = () => {
       for (const track of local.getTracks()) track.stop();
     };
+    const vitals = inCallVitals(appointment.patient_id, (alertId) => view.call.ackAlert(alertId));
+    replaceChildren(vitalsArea, vitals.root);
     const view = startCallView({
       appointmentId: appointment.id,
       token: () => freshStaffAccessToken(),
       local,
+      watchPatient: appointment.patient_id,
       extraControls: (call) => {
         const end = h('button', { type: 'button', class: 'button danger', 'data-testid': 'end-visit' }, 'End visit');
         end.addEventListener('click', () => {
@@ -76,6 +81,7 @@ export async function visitPage(ctx: PageContext): Promise<void> {
         return [end];
       },
       handlers: {
+        feed: vitals.onFeed,
         lobby: (waiting) => showLobby(waiting, (p) => view.call.admit(p), (p) => view.call.deny(p)),
         phase: (phase, detail) => {
           if (phase === 'ended') {

@@ -11,14 +11,14 @@ use sqlx::PgPool;
 use crate::ids::AppointmentId;
 
 /// A fresh token: 32 random bytes, URL-safe base64 (256 bits).
-fn new_token() -> String {
+pub(crate) fn new_token() -> String {
     use base64::Engine as _;
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn hash(token: &str) -> Vec<u8> {
+pub(crate) fn hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 

@@ -12,7 +12,7 @@
 //!   overlap rule), [`mosquitto`] (broker password-file and ACL lines).
 //! - Stores over a `PgPool`, one module per concept: [`users`], [`patients`],
 //!   [`practitioners`], [`care`], [`devices`], [`appointments`],
-//!   [`join_links`], [`notes`], [`consents`], [`audit`], [`auth_state`].
+//!   [`join_links`], [`guest_links`], [`notes`], [`consents`], [`audit`], [`auth_state`].
 //!
 //! ## Invariants (enforced by the database, not only by this code)
 //! - A clinician is never double-booked: an exclusion constraint over
@@ -37,6 +37,7 @@ pub mod consents;
 pub mod devices;
 pub mod domain;
 mod error;
+pub mod guest_links;
 pub mod ids;
 pub mod join_links;
 pub mod mosquitto;

@@ -13,7 +13,9 @@
 //! offer that added the track, with a keyframe request to the publisher so
 //! the subscriber's decoder starts at once. Keyframe requests, the SFU's
 //! own and subscribers' (PLI/FIR), reach a publisher at most once per
-//! [`KEYFRAME_INTERVAL`] per stream.
+//! [`KEYFRAME_INTERVAL`] per stream; one made in between is sent when the
+//! interval has passed (two subscribers starting together both get a
+//! keyframe).
 //!
 //! Invariants: a participant is in one room; media only flows between
 //! participants of the same room; a participant who publishes again (a
@@ -108,6 +110,7 @@ impl Sfu {
             by_peer: HashMap::new(),
             published: HashMap::new(),
             last_keyframe_request: HashMap::new(),
+            deferred_keyframes: std::collections::HashSet::new(),
             connected: std::collections::HashSet::new(),
             metrics: metrics.clone(),
         };
@@ -248,6 +251,8 @@ struct Rooms {
     /// Published tracks by the publisher's connection and the engine's track id.
     published: HashMap<(PeerId, String), Published>,
     last_keyframe_request: HashMap<(PeerId, u32), Instant>,
+    /// Keyframe requests held back by the rate limit, sent when it allows.
+    deferred_keyframes: std::collections::HashSet<(PeerId, u32)>,
     /// Connections whose ICE and DTLS are up.
     connected: std::collections::HashSet<PeerId>,
     metrics: SfuMetrics,
@@ -480,6 +485,8 @@ impl Rooms {
         }
         self.last_keyframe_request
             .retain(|(publisher, _), _| *publisher != peer);
+        self.deferred_keyframes
+            .retain(|(publisher, _)| *publisher != peer);
         self.connected.remove(&peer);
     }
 
@@ -577,6 +584,16 @@ impl Rooms {
     }
 
     fn forward(&mut self, peer: PeerId, track: &str, packet: rtc::rtp::Packet) {
+        let ssrc = packet.header.ssrc;
+        if !self.deferred_keyframes.is_empty()
+            && self.deferred_keyframes.contains(&(peer, ssrc))
+            && self
+                .last_keyframe_request
+                .get(&(peer, ssrc))
+                .is_none_or(|last| last.elapsed() >= KEYFRAME_INTERVAL)
+        {
+            self.request_keyframe(peer, ssrc);
+        }
         // Borrowing the key as (PeerId, &str) is not possible with a
         // (PeerId, String) key; the clone is one short string per packet.
         let Some(published) = self.published.get_mut(&(peer, track.to_owned())) else {
@@ -606,13 +623,20 @@ impl Rooms {
         }
     }
 
+    /// Asks a publisher for a keyframe, at most once per
+    /// [`KEYFRAME_INTERVAL`]: a request within the interval is deferred (sent
+    /// with the publisher's first packet after it), never dropped, since the
+    /// keyframe the earlier request brings may reach a subscriber whose
+    /// copy was not flowing yet.
     fn request_keyframe(&mut self, publisher: PeerId, ssrc: u32) {
         let now = Instant::now();
         if let Some(last) = self.last_keyframe_request.get(&(publisher, ssrc))
             && now.duration_since(*last) < KEYFRAME_INTERVAL
         {
+            self.deferred_keyframes.insert((publisher, ssrc));
             return;
         }
+        self.deferred_keyframes.remove(&(publisher, ssrc));
         self.last_keyframe_request.insert((publisher, ssrc), now);
         match self.endpoint.request_keyframe(publisher, ssrc) {
             Ok(()) => {

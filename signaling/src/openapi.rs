@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    appointments, audit, auth, devices, notes, patients, people, system, visit, vitals,
+    appointments, audit, auth, devices, guests, notes, patients, people, system, visit, vitals,
 };
 
 struct BearerAuth;
@@ -34,6 +34,7 @@ impl Modify for BearerAuth {
         system::healthz, system::readyz, system::clinic,
         auth::login, auth::login_totp, auth::refresh, auth::logout, auth::me, auth::totp_enroll, auth::totp_confirm,
         visit::join, visit::current, visit::consent,
+        guests::issue, guests::list, guests::revoke, guests::redeem,
         people::list_users, people::create_user, people::update_user, people::reset_totp, people::change_password,
         people::list_practitioners,
         patients::list, patients::create, patients::read, patients::update, patients::devices, patients::appointments,
@@ -50,7 +51,7 @@ impl Modify for BearerAuth {
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Staff sign-in, sessions and two-step verification"),
-        (name = "visit", description = "The patient's side of a video visit"),
+        (name = "visit", description = "The patient's and guests' side of a video visit"),
         (name = "people", description = "Staff accounts and practitioners"),
         (name = "patients", description = "Patient records"),
         (name = "devices", description = "Home devices"),

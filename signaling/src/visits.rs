@@ -33,6 +33,8 @@ pub enum Person {
     Staff(Uuid),
     /// A patient (in a visit session).
     Patient(Uuid),
+    /// A guest, by their guest link.
+    Guest(Uuid),
 }
 
 /// A participant's part in the visit.
@@ -43,6 +45,8 @@ pub enum Role {
     Clinician,
     /// The patient of the appointment.
     Patient,
+    /// An interpreter or family member let in by a guest link.
+    Guest,
 }
 
 /// A participant as others see it.
@@ -589,6 +593,30 @@ impl Visits {
             })
         });
         true
+    }
+
+    /// Takes `person` out of the visit (their guest link was revoked):
+    /// they are told `removed`, the call `participant_left`. Returns their
+    /// seat if they had one (its media must stop).
+    pub fn expel(&self, appointment: AppointmentId, person: Person) -> Option<Uuid> {
+        let mut rooms = self.rooms();
+        let room = rooms.get_mut(&appointment)?;
+        let participant = room.seat_of(person)?;
+        let seat = room.seats.get_mut(&participant)?;
+        let was_in_call = seat.in_call();
+        seat.state = SeatState::Out;
+        seat.send(VisitEvent::Removed);
+        seat.outbox = None;
+        if was_in_call {
+            room.to_call(
+                participant,
+                &VisitEvent::ParticipantLeft {
+                    participant_id: participant,
+                },
+            );
+        }
+        room.lobby();
+        Some(participant)
     }
 
     /// The clinician ends the visit: everyone is told and the room closes.

@@ -152,6 +152,24 @@ fn matrix() -> Vec<Route> {
             true,
         ),
         route(
+            Method::POST,
+            "/api/v1/appointments/{id}/guest-links",
+            record_a,
+            true,
+        ),
+        route(
+            Method::GET,
+            "/api/v1/appointments/{id}/guest-links",
+            record_a,
+            true,
+        ),
+        route(
+            Method::DELETE,
+            "/api/v1/appointments/{id}/guest-links/{link_id}",
+            record_a,
+            true,
+        ),
+        route(
             Method::GET,
             "/api/v1/appointments/{id}/notes",
             clinical_a,
@@ -226,7 +244,7 @@ fn matrix() -> Vec<Route> {
 }
 
 /// Routes anyone may call (they authenticate by their body, or serve public facts).
-const PUBLIC: [(&str, &str); 8] = [
+const PUBLIC: [(&str, &str); 9] = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/api/v1/clinic"),
@@ -235,6 +253,7 @@ const PUBLIC: [(&str, &str); 8] = [
     ("POST", "/api/v1/auth/refresh"),
     ("POST", "/api/v1/auth/logout"),
     ("POST", "/api/v1/auth/join"),
+    ("POST", "/api/v1/auth/guest"),
 ];
 
 /// The concrete path and body of a probe of `route` in `world`.
@@ -262,7 +281,9 @@ fn probe(route: &Route, w: &World) -> (String, Option<Value>) {
             t.replace("{id}", &w.clinician_b.user.to_string())
         }
         t if t.starts_with("/api/v1/devices/{id}") => t.replace("{id}", &w.device_a.to_string()),
-        t if t.starts_with("/api/v1/appointments/{id}") => t.replace("{id}", &appt.to_string()),
+        t if t.starts_with("/api/v1/appointments/{id}") => t
+            .replace("{id}", &appt.to_string())
+            .replace("{link_id}", &w.guest_link_a.to_string()),
         "/api/v1/notes/{id}/amendments" => format!("/api/v1/notes/{}/amendments", w.signed_note_a),
         t if t.starts_with("/api/v1/notes/{id}") => t.replace("{id}", &w.draft_note_a.to_string()),
         t => t.to_owned(),
@@ -298,6 +319,7 @@ fn probe(route: &Route, w: &World) -> (String, Option<Value>) {
             "duration_minutes": 20, "kind": "video", "reason": "Check"
         })),
         ("POST", "/api/v1/appointments/{id}/transitions") => Some(json!({"to": "arrived"})),
+        ("POST", "/api/v1/appointments/{id}/guest-links") => Some(json!({"label": "Interpreter"})),
         ("POST", "/api/v1/appointments/{id}/notes")
         | ("PUT", "/api/v1/notes/{id}")
         | ("POST", "/api/v1/notes/{id}/amendments") => Some(json!({"text": "Note text"})),

@@ -221,3 +221,125 @@ impl SendText for Socket {
             .expect("send");
     }
 }
+
+#[tokio::test]
+async fn a_guest_link_works_once_and_revoking_it_takes_the_guest_out() {
+    let app = TestApp::spawn().await;
+    let w = World::seed(&app).await;
+    let visit = w.appointment_a.0.to_string();
+    let links = format!("/api/v1/appointments/{visit}/guest-links");
+
+    // Only the visit's clinician (or an admin) invites.
+    let refused = send(
+        &app,
+        Method::POST,
+        &links,
+        Some(&w.clinician_b.token),
+        Some(&json!({"label": "Interpreter"})),
+    )
+    .await;
+    assert_eq!(refused.status(), 403);
+    let issued = send(
+        &app,
+        Method::POST,
+        &links,
+        Some(&w.clinician_a.token),
+        Some(&json!({"label": "Interpreter"})),
+    )
+    .await;
+    assert_eq!(issued.status(), 201);
+    let issued: Value = issued.json().await.unwrap();
+    let url = issued["join_url"].as_str().unwrap();
+    let token = url.split("#t=").nth(1).unwrap().to_owned();
+    let link_id = issued["link"]["id"].as_str().unwrap().to_owned();
+
+    let redeem = |name: &'static str| {
+        let token = token.clone();
+        let app = &app;
+        async move {
+            send(
+                app,
+                Method::POST,
+                "/api/v1/auth/guest",
+                None,
+                Some(&json!({"token": token, "name": name})),
+            )
+            .await
+        }
+    };
+    let first = redeem("Ana").await;
+    assert_eq!(first.status(), 200);
+    let session: Value = first.json().await.unwrap();
+    let second = redeem("Someone else").await;
+    assert_eq!(second.status(), 409);
+    assert_eq!(
+        second.json::<Value>().await.unwrap()["code"],
+        "guest_link_used"
+    );
+    let guest_token = session["access_token"].as_str().unwrap().to_owned();
+
+    // The guest reaches nothing but the call: no records, no other visit.
+    let records = send(
+        &app,
+        Method::GET,
+        &format!("/api/v1/patients/{}", w.patient_a.0),
+        Some(&guest_token),
+        None,
+    )
+    .await;
+    assert_eq!(records.status(), 403);
+    let mut clinician = hello(&app, &w.clinician_a.token, "clinician").await;
+    say(
+        &mut clinician,
+        json!({"type": "join", "appointment_id": visit}),
+    )
+    .await;
+    next(&mut clinician, "joined", |m| m["type"] == "joined").await;
+    let mut guest = hello(&app, &guest_token, "guest").await;
+    say(
+        &mut guest,
+        json!({"type": "join", "appointment_id": w.appointment_b.0}),
+    )
+    .await;
+    assert_eq!(error(&mut guest).await.0, "forbidden");
+    say(&mut guest, json!({"type": "join", "appointment_id": visit})).await;
+    let joined = next(&mut guest, "joined", |m| m["type"] == "joined").await;
+    assert_eq!(
+        (joined["state"].as_str(), joined["role"].as_str()),
+        (Some("waiting"), Some("guest"))
+    );
+    let lobby = next(&mut clinician, "the guest waiting", |m| {
+        m["type"] == "lobby" && m["waiting"].as_array().is_some_and(|w| !w.is_empty())
+    })
+    .await;
+    assert_eq!(lobby["waiting"][0]["name"], "Ana");
+    say(
+        &mut clinician,
+        json!({"type": "admit", "participant_id": joined["participant_id"]}),
+    )
+    .await;
+    next(&mut guest, "admitted", |m| m["type"] == "admitted").await;
+
+    // Revoking the link takes the guest out and ends their session.
+    let revoked = send(
+        &app,
+        Method::DELETE,
+        &format!("{links}/{link_id}"),
+        Some(&w.clinician_a.token),
+        None,
+    )
+    .await;
+    assert_eq!(revoked.status(), 200);
+    next(&mut guest, "removed", |m| m["type"] == "removed").await;
+    next(&mut clinician, "the guest leaving", |m| {
+        m["type"] == "participant_left" && m["participant_id"] == joined["participant_id"]
+    })
+    .await;
+    let mut again = connect(&app).await;
+    say(
+        &mut again,
+        json!({"type": "hello", "v": 1, "token": guest_token}),
+    )
+    .await;
+    assert_eq!(error(&mut again).await.0, "unauthenticated");
+}

@@ -78,6 +78,8 @@ pub struct World {
     pub signed_note_a: NoteId,
     /// An open alert of patient A.
     pub alert_a: uuid::Uuid,
+    /// An unused guest link of appointment A.
+    pub guest_link_a: uuid::Uuid,
 }
 
 impl World {
@@ -136,6 +138,14 @@ impl World {
         let join_b = join_links::issue(db, appointment_b.id)
             .await
             .expect("join link");
+        let (guest_link_a, _) = bedside_records::guest_links::issue(
+            db,
+            appointment_a.id,
+            "Interpreter",
+            clinician_a.user,
+        )
+        .await
+        .expect("guest link");
         let visit_a = visit_token(app, &join_a, &appointment_a).await;
         let visit_b = visit_token(app, &join_b, &appointment_b).await;
         let device_a = devices::provision(
@@ -189,6 +199,7 @@ impl World {
             draft_note_a,
             signed_note_a,
             alert_a,
+            guest_link_a: guest_link_a.id,
         }
     }
 }

@@ -4,7 +4,8 @@
 // decodes the other's video (framesDecoded grows) and receives audio with a non-zero level; the
 // patient reloads the page and is back in the call without being admitted again; readings that the
 // patient's oximeter publishes over a real Mosquitto appear in the clinician's in-call panel and an
-// alarming one raises an alert there, acknowledged from the call; the clinician
+// alarming one raises an alert there, acknowledged from the call; the clinician invites an
+// interpreter through a single-use guest link and all three see and hear each other; the clinician
 // ends the visit, the patient is told, and the appointment is finished.
 //
 // Inputs (environment):
@@ -242,6 +243,37 @@ describe('a video visit between two browsers through the SFU', { timeout: 300_00
     assert.ok(value('bedside_sfu_forwarded_packets_total') > 100, `forwarded packets in:\n${metrics.split('\n').filter((l) => l.startsWith('bedside_sfu')).join('\n')}`);
     assert.equal(value('bedside_sfu_participants'), 2);
     assert.equal(value('bedside_sfu_rooms'), 1);
+
+    // The clinician invites an interpreter: the guest opens the single-use link, waits, is
+    // admitted, and all three see and hear each other.
+    await clinician.getByLabel('Guest (what to call them)').fill('Interpreter');
+    await clinician.getByRole('button', { name: 'Create guest link' }).click();
+    const guestUrl = await clinician.getByTestId('guest-link-url').inputValue();
+    const guestContext = await newContext();
+    const guest = await newPage(guestContext);
+    await guest.goto(guestUrl);
+    await guest.getByLabel('Your name (shown to the others in the call)').fill('Ana Interpreter');
+    await guest.getByRole('button', { name: 'Continue' }).click();
+    await guest.getByRole('button', { name: 'Check camera and microphone' }).click();
+    await guest.getByRole('button', { name: 'Join the waiting room' }).click();
+    await phase(guest, 'waiting');
+    const waitingGuest = clinician.getByTestId('waiting-participant');
+    await expectText(waitingGuest, 'Ana Interpreter');
+    await waitingGuest.getByRole('button', { name: 'Admit' }).click();
+    await phase(guest, 'in_call');
+    await receivesMedia(guest, 'clinician');
+    await receivesMedia(guest, 'patient');
+    await receivesMedia(patient, 'guest');
+    await receivesMedia(clinician, 'guest');
+    await guest.screenshot({ path: join(results, 'visit-guest.png'), fullPage: true });
+    const reuse = await fetch(`${state.base}/api/v1/auth/guest`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ token: new URL(guestUrl).hash.slice('#t='.length), name: 'Someone else' }),
+    });
+    assert.equal(reuse.status, 409, 'a guest link works once');
+    assert.equal((await reuse.json()).code, 'guest_link_used');
+
     const status = await apiCall('GET', `/appointments/${state.appointmentId}`, state.adminToken);
     assert.equal(status.status, 'in_progress', 'admission starts the visit');
 
@@ -257,11 +289,13 @@ describe('a video visit between two browsers through the SFU', { timeout: 300_00
     await clinician.getByTestId('end-visit').click();
     await phase(clinician, 'ended');
     await phase(patient, 'ended');
+    await phase(guest, 'ended');
     const finished = await apiCall('GET', `/appointments/${state.appointmentId}`, state.adminToken);
     assert.equal(finished.status, 'finished');
 
     await clinicianContext.close();
     await patientContext.close();
+    await guestContext.close();
     assert.deepEqual(state.problems, [], 'no CSP violations or uncaught errors in the pages');
   });
 });

@@ -24,7 +24,7 @@ export interface CallViewOptions {
 }
 
 function roleLabel(role: Participant['role']): string {
-  return role === 'clinician' ? 'Clinician' : 'Patient';
+  return role === 'clinician' ? 'Clinician' : role === 'guest' ? 'Guest' : 'Patient';
 }
 
 /** Builds the call UI and starts the call. */
@@ -46,7 +46,7 @@ export function startCallView(opts: CallViewOptions): CallView {
     if (!tile) {
       const video = h('video', { autoplay: true, playsinline: true, 'data-participant': p.participant_id });
       videoFor.set(p.participant_id, video);
-      tile = h('figure', { class: 'tile', 'data-testid': 'remote-tile', 'data-role': p.role }, video, h('figcaption'));
+      tile = h('figure', { class: 'call-tile', 'data-testid': 'remote-tile', 'data-role': p.role }, video, h('figcaption'));
       tileFor.set(p.participant_id, tile);
       tiles.append(tile);
     }

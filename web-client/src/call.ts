@@ -10,7 +10,7 @@ export type CallPhase = 'connecting' | 'waiting' | 'in_call' | 'ended' | 'denied
 
 export interface Participant {
   participant_id: string;
-  role: 'clinician' | 'patient';
+  role: 'clinician' | 'patient' | 'guest';
   name: string;
   audio: boolean;
   video: boolean;

@@ -32,11 +32,13 @@ interface Route {
 
 // The chart page brings uPlot: loaded when first needed.
 const patientChartPage: Page = async (ctx) => (await import('./pages/patient-chart')).patientChartPage(ctx);
+const guestPage: Page = async (ctx) => (await import('./pages/guest')).guestPage(ctx);
 const visitPage: Page = async (ctx) => (await import('./pages/visit')).visitPage(ctx);
 
 const routes: Route[] = [
   { path: '/login', access: 'public', chrome: 'bare', page: loginPage },
   { path: '/join', access: 'public', chrome: 'bare', page: joinPage },
+  { path: '/guest', access: 'public', chrome: 'bare', page: guestPage },
   { path: '/', access: 'staff', chrome: 'staff', page: homeRedirect },
   { path: '/dashboard', access: 'staff', chrome: 'staff', nav: '/dashboard', page: dashboardPage },
   { path: '/today', access: 'staff', chrome: 'staff', nav: '/today', page: todayPage },

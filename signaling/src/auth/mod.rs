@@ -47,6 +47,14 @@ pub enum Caller {
         /// The join link the session came from.
         link: Uuid,
     },
+    /// A guest of one video visit (interpreter, family member), let in by
+    /// a guest link: the call's signaling and nothing else.
+    Guest {
+        /// The visit.
+        appointment: AppointmentId,
+        /// The guest link (revoking it ends the session).
+        link: Uuid,
+    },
 }
 
 impl Caller {
@@ -55,13 +63,14 @@ impl Caller {
         match self {
             Caller::Staff { role, .. } => role.as_str(),
             Caller::Patient { .. } => "patient",
+            Caller::Guest { .. } => "guest",
         }
     }
     /// The staff account, if any.
     pub fn user(&self) -> Option<UserId> {
         match self {
             Caller::Staff { user, .. } => Some(*user),
-            Caller::Patient { .. } => None,
+            Caller::Patient { .. } | Caller::Guest { .. } => None,
         }
     }
 }
@@ -133,6 +142,18 @@ pub async fn identify(state: &AppState, token: &str) -> Result<Identity, ApiErro
                 patient: PatientId(claims.sub),
                 link,
             }
+        }
+        TokenKind::Guest => {
+            let (Some(appointment), Some(link)) = (claims.apt, claims.sid) else {
+                return Ok(Identity(Err(AuthFailure::Invalid)));
+            };
+            if bedside_records::guest_links::live_guest(state.db(), link)
+                .await?
+                .is_none()
+            {
+                return Ok(Identity(Err(AuthFailure::Revoked)));
+            }
+            Caller::Guest { appointment, link }
         }
         TokenKind::TotpChallenge => return Ok(Identity(Err(AuthFailure::Invalid))),
     };

@@ -32,6 +32,9 @@ pub enum TokenKind {
     Access,
     /// A patient's session for one visit.
     Visit,
+    /// A guest's (interpreter, family member) session for one video visit:
+    /// the call and nothing else.
+    Guest,
     /// Proof of a correct password while the TOTP code is still due.
     TotpChallenge,
 }

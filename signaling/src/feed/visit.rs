@@ -251,6 +251,17 @@ impl Feed {
                 Role::Patient,
                 appointment.patient_name.clone(),
             )),
+            Caller::Guest {
+                appointment: own,
+                link,
+            } if own == appointment.id => {
+                let name = bedside_records::guest_links::live_guest(self.state.db(), link)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| "Guest".to_owned());
+                Some((Person::Guest(link), Role::Guest, name))
+            }
             _ => None,
         };
         let Some((person, role, name)) = seat else {

@@ -368,7 +368,7 @@ pub(crate) struct TotpEnrollment {
 async fn staff_user(state: &AppState, ctx: &Ctx, action: &str) -> Result<UserId, ApiError> {
     match ctx.allow_list(state, Access::AnyStaff, action).await? {
         Caller::Staff { user, .. } => Ok(user),
-        Caller::Patient { .. } => Err(ApiError::forbidden()),
+        Caller::Patient { .. } | Caller::Guest { .. } => Err(ApiError::forbidden()),
     }
 }
 

@@ -5,6 +5,7 @@ pub(crate) mod appointments;
 pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod devices;
+pub(crate) mod guests;
 pub(crate) mod notes;
 pub(crate) mod patients;
 pub(crate) mod people;
@@ -29,6 +30,7 @@ pub(crate) fn api_router() -> Router<AppState> {
         .route("/auth/totp/enroll", post(auth::totp_enroll))
         .route("/auth/totp/confirm", post(auth::totp_confirm))
         .route("/auth/join", post(visit::join))
+        .route("/auth/guest", post(guests::redeem))
         .route("/me", get(auth::me))
         .route("/visit", get(visit::current))
         .route("/visit/consent", post(visit::consent))
@@ -71,6 +73,14 @@ pub(crate) fn api_router() -> Router<AppState> {
         .route(
             "/appointments/{id}/join-link",
             post(appointments::new_join_link),
+        )
+        .route(
+            "/appointments/{id}/guest-links",
+            get(guests::list).post(guests::issue),
+        )
+        .route(
+            "/appointments/{id}/guest-links/{link_id}",
+            delete(guests::revoke),
         )
         .route(
             "/appointments/{id}/notes",

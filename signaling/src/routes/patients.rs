@@ -47,7 +47,7 @@ pub(crate) async fn list(
         Caller::Staff { practitioner, .. } => {
             Some(practitioner.unwrap_or(PractitionerId(uuid::Uuid::nil())))
         }
-        Caller::Patient { .. } => return Err(ApiError::forbidden()),
+        Caller::Patient { .. } | Caller::Guest { .. } => return Err(ApiError::forbidden()),
     };
     if query.q.as_deref().is_some_and(|q| q.len() > 200) {
         return Err(ApiError::invalid("q", "q: is too long"));

@@ -1,29 +1,15 @@
 // The patient's page: exchange the join link's token, show the visit, take consent.
 import { api, getClinic } from '../api';
 import { h, replaceChildren } from '../dom';
-import { openCameraAndMicrophone, startCallView } from '../call-view';
-import type { CallPhase } from '../call';
 import { ApiError, messageForError } from '../lib/errors';
 import { joinTokenFromHash } from '../lib/join';
 import { formatDayLabel, localClock, localDay } from '../lib/time';
 import { session } from '../session';
+import { offerEntry } from '../visit-entry';
 import type { JoinAnswer, Visit } from '../types';
 import type { PageContext } from '../ui';
 
 export const CHECKED_IN_TEXT = "You're checked in. Check your camera and microphone, then join the waiting room.";
-
-/** Set while this tab is in a visit, so a reload goes straight back in. */
-const IN_CALL_KEY = 'bedside.visit.in_call';
-
-const PHASE_TEXT: Partial<Record<CallPhase, string>> = {
-  connecting: 'Connecting…',
-  waiting: 'You are in the waiting room. Your clinician will let you in shortly; please keep this page open.',
-  in_call: 'You are in the call.',
-  ended: 'Your visit has ended. Thank you. You can close this page.',
-  denied: 'Your clinician could not admit you to this call. Please contact the clinic.',
-  removed: 'You were removed from the call. Contact the clinic if this was a mistake.',
-  replaced: 'You joined this visit from another tab or window; continue there.',
-};
 
 function formatWithZone(iso: string, timeZone: string): string {
   const ms = Date.parse(iso);
@@ -97,73 +83,10 @@ export async function joinPage(ctx: PageContext): Promise<void> {
   const status = h('div', { role: 'status', class: 'checkin-status' });
   const consentArea = h('div');
   const callArea = h('div', { class: 'visit-call' });
-  const joinCall = async (local: MediaStream) => {
-    sessionStorage.setItem(IN_CALL_KEY, visit.appointment.id);
-    status.replaceChildren(h('p', { class: 'alert info', 'data-testid': 'visit-phase' }, PHASE_TEXT.connecting ?? ''));
-    const view = startCallView({
-      appointmentId: visit.appointment.id,
-      token: async () => session.visit()?.access_token ?? null,
-      local,
-      handlers: {
-        phase: (phase, detail) => {
-          const text = PHASE_TEXT[phase] ?? `The call could not continue (${detail ?? phase}). Reload the page to try again.`;
-          status.replaceChildren(h('p', { class: `alert ${phase === 'failed' || phase === 'denied' ? 'error' : 'info'}`, 'data-testid': 'visit-phase', 'data-phase': phase }, text));
-          view.root.hidden = phase !== 'in_call';
-          if (phase === 'ended' || phase === 'denied' || phase === 'removed') {
-            sessionStorage.removeItem(IN_CALL_KEY);
-            for (const track of local.getTracks()) track.stop();
-          }
-        },
-      },
-      onLeave: () => {
-        sessionStorage.removeItem(IN_CALL_KEY);
-        for (const track of local.getTracks()) track.stop();
-        status.replaceChildren(h('p', { class: 'alert info', 'data-testid': 'visit-phase', 'data-phase': 'left' }, 'You left the call. To go back in, reload this page.'));
-        view.root.hidden = true;
-      },
-    });
-    view.root.hidden = true;
-    replaceChildren(callArea, view.root);
-    ctx.signal.addEventListener('abort', () => view.call.stop());
-  };
   const checkedIn = () => {
     replaceChildren(consentArea);
     status.replaceChildren(h('p', { class: 'alert success' }, CHECKED_IN_TEXT));
-    const problemText = h('div', { role: 'alert', class: 'form-alert' });
-    const preview = h('video', { class: 'preview', autoplay: true, playsinline: true, muted: true, 'data-testid': 'preview' });
-    preview.muted = true;
-    const start = h('button', { type: 'button', class: 'button primary large' }, 'Check camera and microphone');
-    let local: MediaStream | null = null;
-    start.addEventListener('click', async () => {
-      problemText.replaceChildren();
-      if (!local) {
-        start.disabled = true;
-        try {
-          local = await openCameraAndMicrophone();
-        } catch (err) {
-          problemText.replaceChildren(h('p', null, err instanceof Error ? err.message : String(err)));
-          start.disabled = false;
-          return;
-        }
-        preview.srcObject = local;
-        start.textContent = 'Join the waiting room';
-        start.disabled = false;
-        return;
-      }
-      replaceChildren(callArea);
-      await joinCall(local);
-    });
-    replaceChildren(callArea, h('section', { class: 'card device-check', 'aria-label': 'Camera and microphone' }, preview, problemText, start));
-    // A reload during the call goes straight back in (the seat is kept for a grace period).
-    if (sessionStorage.getItem(IN_CALL_KEY) === visit.appointment.id) {
-      void openCameraAndMicrophone()
-        .then((stream) => {
-          local = stream;
-          replaceChildren(callArea);
-          return joinCall(stream);
-        })
-        .catch(() => undefined);
-    }
+    offerEntry({ appointmentId: visit.appointment.id, token: async () => session.visit()?.access_token ?? null, callArea, status, signal: ctx.signal });
   };
 
   shell(

@@ -26,6 +26,7 @@ export async function visitPage(ctx: PageContext): Promise<void> {
   const lobby = h('section', { class: 'card lobby', 'aria-labelledby': 'lobby-heading', 'data-testid': 'lobby' }, h('h2', { id: 'lobby-heading' }, 'Waiting room'), h('p', { class: 'muted' }, 'Nobody is waiting.'));
   const callArea = h('div', { class: 'visit-call' });
   const vitalsArea = h('div');
+  const guests = guestInvitations(appointment.id);
   const preview = h('video', { class: 'preview', autoplay: true, playsinline: true, muted: true });
   preview.muted = true;
   const start = h('button', { type: 'button', class: 'button primary large', 'data-testid': 'start-visit' }, 'Start the visit');
@@ -35,7 +36,7 @@ export async function visitPage(ctx: PageContext): Promise<void> {
     h('p', { class: 'lead' }, `${appointment.patient_name} · ${appointment.start_local.slice(11, 16)}–${appointment.end_local.slice(11, 16)} · ${appointment.reason}`),
     problem,
     status,
-    h('div', { class: 'visit-layout' }, h('div', null, callArea), h('div', { class: 'visit-side' }, lobby, vitalsArea)),
+    h('div', { class: 'visit-layout' }, h('div', null, callArea), h('div', { class: 'visit-side' }, lobby, guests, vitalsArea)),
   );
   replaceChildren(callArea, h('section', { class: 'card device-check', 'aria-label': 'Camera and microphone' }, preview, start));
 
@@ -111,4 +112,56 @@ export async function visitPage(ctx: PageContext): Promise<void> {
       stopLocal();
     });
   });
+}
+
+interface GuestLink {
+  id: string;
+  label: string;
+  guest_name: string | null;
+  used_at: string | null;
+  revoked_at: string | null;
+}
+
+/** "Invite a guest": a single-use link per guest, listed with Revoke. */
+function guestInvitations(appointmentId: string): HTMLElement {
+  const base = `/appointments/${encodeURIComponent(appointmentId)}/guest-links`;
+  const list = h('ul', { class: 'guest-links', 'data-testid': 'guest-links' });
+  const issued = h('div', { 'data-testid': 'guest-link-issued' });
+  const problem = h('div', { role: 'alert', class: 'form-alert' });
+  const label = h('input', { type: 'text', id: 'guest-label', maxlength: 80, placeholder: 'Interpreter, daughter, …', required: true });
+  const refresh = async () => {
+    try {
+      const links = await api<GuestLink[]>(base);
+      replaceChildren(
+        list,
+        links.map((l) => {
+          const state = l.revoked_at ? 'revoked' : l.used_at ? `joined as ${l.guest_name ?? 'guest'}` : 'not used yet';
+          const revoke = h('button', { type: 'button', class: 'button secondary small' }, 'Revoke');
+          revoke.addEventListener('click', async () => {
+            await api(`${base}/${encodeURIComponent(l.id)}`, { method: 'DELETE' }).catch((err: unknown) => problem.replaceChildren(h('p', null, messageForError(err))));
+            await refresh();
+          });
+          return h('li', { 'data-status': l.revoked_at ? 'revoked' : l.used_at ? 'used' : 'unused' }, h('span', null, `${l.label}: ${state}`), l.revoked_at ? null : revoke);
+        }),
+      );
+    } catch (err) {
+      problem.replaceChildren(h('p', null, messageForError(err)));
+    }
+  };
+  const form = h('form', { class: 'guest-form' }, h('label', { for: 'guest-label' }, 'Guest (what to call them)'), label, h('button', { type: 'submit', class: 'button secondary small' }, 'Create guest link'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    problem.replaceChildren();
+    try {
+      const answer = await api<{ join_url: string }>(base, { body: { label: label.value } });
+      const url = h('input', { type: 'text', readonly: true, value: answer.join_url, 'aria-label': 'Guest link', 'data-testid': 'guest-link-url' });
+      replaceChildren(issued, h('p', { class: 'small' }, 'Send this link to the guest (it works once):'), url);
+      label.value = '';
+      await refresh();
+    } catch (err) {
+      problem.replaceChildren(h('p', null, messageForError(err)));
+    }
+  });
+  void refresh();
+  return h('section', { class: 'card guests', 'aria-labelledby': 'guests-heading' }, h('h2', { id: 'guests-heading' }, 'Guests'), form, problem, issued, list);
 }

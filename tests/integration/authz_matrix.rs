@@ -30,14 +30,17 @@ enum Who {
     PatientA,
     /// Patient B's visit session.
     PatientB,
+    /// A guest of appointment A (the call's signaling only: no REST route).
+    GuestA,
 }
 
-const EVERYONE: [Who; 5] = [
+const EVERYONE: [Who; 6] = [
     Who::Admin,
     Who::ClinicianA,
     Who::ClinicianB,
     Who::PatientA,
     Who::PatientB,
+    Who::GuestA,
 ];
 
 /// One row of the matrix.
@@ -349,6 +352,7 @@ fn token(w: &World, who: Who) -> &str {
         ClinicianB => &w.clinician_b.token,
         PatientA => &w.visit_a,
         PatientB => &w.visit_b,
+        GuestA => &w.guest_a,
     }
 }
 

@@ -80,6 +80,8 @@ pub struct World {
     pub alert_a: uuid::Uuid,
     /// An unused guest link of appointment A.
     pub guest_link_a: uuid::Uuid,
+    /// A guest session of appointment A (from another, redeemed link).
+    pub guest_a: String,
 }
 
 impl World {
@@ -146,6 +148,7 @@ impl World {
         )
         .await
         .expect("guest link");
+        let guest_a = guest_token(app, &appointment_a, clinician_a.user).await;
         let visit_a = visit_token(app, &join_a, &appointment_a).await;
         let visit_b = visit_token(app, &join_b, &appointment_b).await;
         let device_a = devices::provision(
@@ -200,6 +203,7 @@ impl World {
             signed_note_a,
             alert_a,
             guest_link_a: guest_link_a.id,
+            guest_a,
         }
     }
 }
@@ -278,6 +282,25 @@ async fn book(
     )
     .await
     .expect("appointment")
+}
+
+/// A guest session of `appointment`, from a guest link issued and redeemed here.
+async fn guest_token(app: &TestApp, appointment: &Appointment, by: UserId) -> String {
+    let (_, token) = bedside_records::guest_links::issue(&app.db, appointment.id, "Family", by)
+        .await
+        .expect("guest link");
+    let bedside_records::guest_links::Redemption::Redeemed(link) =
+        bedside_records::guest_links::redeem(&app.db, &token, "Guest A")
+            .await
+            .expect("redeem")
+    else {
+        panic!("a fresh guest link redeems");
+    };
+    let keys = app.state.keys();
+    let mut claims = keys.claims(TokenKind::Guest, link.id, Duration::from_secs(600));
+    claims.apt = Some(appointment.id);
+    claims.sid = Some(link.id);
+    keys.sign(&claims)
 }
 
 async fn visit_token(app: &TestApp, join: &str, appointment: &Appointment) -> String {

@@ -331,6 +331,9 @@ async fn a_guest_link_works_once_and_revoking_it_takes_the_guest_out() {
     .await;
     assert_eq!(revoked.status(), 200);
     next(&mut guest, "removed", |m| m["type"] == "removed").await;
+    // The guest's socket, still open, cannot take a seat again.
+    say(&mut guest, json!({"type": "join", "appointment_id": visit})).await;
+    assert_eq!(error(&mut guest).await.0, "forbidden");
     next(&mut clinician, "the guest leaving", |m| {
         m["type"] == "participant_left" && m["participant_id"] == joined["participant_id"]
     })

@@ -450,15 +450,26 @@ impl Feed {
         }
     }
 
+    /// Whether what the socket's token came from still stands: the staff
+    /// session, the patient's join link, the guest's link.
     async fn check_session(&mut self) -> Flow {
-        let Some(Caller::Staff { session, .. }) = self.caller else {
-            // A visit token ends with its visit window (checked at join).
-            return Flow::Continue;
+        let db = self.state.db();
+        let live = match self.caller {
+            Some(Caller::Staff { session, .. }) => {
+                bedside_records::auth_state::session_is_live(db, session).await
+            }
+            Some(Caller::Patient { link, .. }) => {
+                bedside_records::join_links::is_live(db, link).await
+            }
+            Some(Caller::Guest { link, .. }) => bedside_records::guest_links::live_guest(db, link)
+                .await
+                .map(|name| name.is_some()),
+            None => Ok(false),
         };
-        match bedside_records::auth_state::session_is_live(self.state.db(), session).await {
+        match live {
             Ok(true) => Flow::Continue,
             Ok(false) => Flow::Close("session_ended"),
-            // A database hiccup does not end a clinician's feed.
+            // A database hiccup does not end a socket.
             Err(_) => Flow::Continue,
         }
     }

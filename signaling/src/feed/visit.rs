@@ -255,12 +255,13 @@ impl Feed {
                 appointment: own,
                 link,
             } if own == appointment.id => {
-                let name = bedside_records::guest_links::live_guest(self.state.db(), link)
-                    .await
-                    .ok()
-                    .flatten()
-                    .unwrap_or_else(|| "Guest".to_owned());
-                Some((Person::Guest(link), Role::Guest, name))
+                // A revoked link ends the guest's access, also on a socket
+                // opened before the revocation.
+                match bedside_records::guest_links::live_guest(self.state.db(), link).await {
+                    Ok(Some(name)) => Some((Person::Guest(link), Role::Guest, name)),
+                    Ok(None) => None,
+                    Err(_) => return Err(refuse("unavailable", "try again")),
+                }
             }
             _ => None,
         };

@@ -226,7 +226,9 @@ pub async fn transition(
 }
 
 /// Marks every still-booked appointment whose grace period has run out as
-/// a no-show, returning what changed so the caller can audit it.
+/// a no-show, closes its join link and writes its audit row (as the
+/// system), all in one statement: the change is never seen unaudited.
+/// Returns what changed.
 ///
 /// # Errors
 /// Fails when the database does.
@@ -243,6 +245,10 @@ pub async fn sweep_no_shows(
          ), closed AS (
              UPDATE join_links SET revoked_at = $1
              WHERE revoked_at IS NULL AND appointment_id IN (SELECT id FROM missed)
+         ), audited AS (
+             INSERT INTO audit_log (actor_id, actor_role, patient_id, action, resource, outcome, request_id, client_addr, resource_path)
+             SELECT NULL, 'system', patient_id, 'appointment.no_show', 'no-show sweep', 'allowed', 'no-show-sweep', '-', ''
+             FROM missed
          )
          SELECT id, patient_id FROM missed",
     )

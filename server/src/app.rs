@@ -585,7 +585,8 @@ async fn serve_plain(
 }
 
 /// Marks booked appointments whose grace period passed as no-shows, every
-/// `every`, auditing each change as the system.
+/// `every` (the records layer audits each change as the system, in the
+/// same statement).
 pub(crate) async fn no_show_sweeper(
     state: AppState,
     every: Duration,
@@ -604,22 +605,8 @@ pub(crate) async fn no_show_sweeper(
             .await
         {
             Ok(changed) => {
-                for (appointment, patient) in changed {
+                for (appointment, _) in changed {
                     tracing::info!(appointment = %appointment, "marked as no-show");
-                    let event = bedside_records::audit::AuditEvent {
-                        actor_id: None,
-                        actor_role: "system",
-                        patient_id: Some(patient),
-                        action: "appointment.no_show",
-                        resource: "no-show sweep",
-                        resource_path: "",
-                        outcome: bedside_records::audit::Outcome::Allowed,
-                        request_id: "no-show-sweep",
-                        client_addr: "-",
-                    };
-                    if let Err(error) = bedside_records::audit::record(state.db(), &event).await {
-                        tracing::error!(%error, "cannot audit a no-show");
-                    }
                 }
             }
             Err(error) => tracing::warn!(%error, "no-show sweep failed; retrying next tick"),

@@ -374,6 +374,15 @@ pub struct VisitsConfig {
     /// The address browsers are told to send media to, when the bound one
     /// is not it (behind 1:1 NAT, or bound to every interface).
     pub media_announce_ip: Option<std::net::IpAddr>,
+    /// STUN servers browsers get (`stun:host:port`).
+    pub stun_urls: Vec<String>,
+    /// TURN servers browsers get (`turn:host:port?transport=udp`, `turns:…`),
+    /// with short-lived credentials from `turn_secret`.
+    pub turn_urls: Vec<String>,
+    /// The secret shared with the TURN server (coturn's `static-auth-secret`).
+    pub turn_secret: Option<Secret>,
+    /// Seconds a TURN credential stays valid.
+    pub turn_credential_ttl_secs: u64,
 }
 
 impl Default for VisitsConfig {
@@ -387,6 +396,10 @@ impl Default for VisitsConfig {
             rejoin_grace_secs: 120,
             media_udp: "127.0.0.1:40000".parse().expect("static address"),
             media_announce_ip: None,
+            stun_urls: Vec::new(),
+            turn_urls: Vec::new(),
+            turn_secret: None,
+            turn_credential_ttl_secs: 4 * 3600,
         }
     }
 }
@@ -721,6 +734,16 @@ impl Config {
         s.consent_version = self.visits.consent_version.clone();
         s.consent_text = self.visits.consent_text.clone();
         s.visit_rejoin_grace = Duration::from_secs(self.visits.rejoin_grace_secs);
+        s.ice = bedside_signaling::ice::IceSettings {
+            stun_urls: self.visits.stun_urls.clone(),
+            turn_urls: self.visits.turn_urls.clone(),
+            turn_secret: self
+                .visits
+                .turn_secret
+                .as_ref()
+                .map(|s| s.expose().to_owned()),
+            turn_ttl: Duration::from_secs(self.visits.turn_credential_ttl_secs),
+        };
         s.expected_migrations = crate::app::migrator()
             .iter()
             .filter(|m| m.migration_type.is_up_migration())

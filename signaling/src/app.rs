@@ -61,6 +61,8 @@ pub struct Settings {
     /// How long a video-visit participant whose connection dropped may
     /// rejoin without being admitted again.
     pub visit_rejoin_grace: Duration,
+    /// The STUN and TURN servers browsers get for video visits.
+    pub ice: crate::ice::IceSettings,
 }
 
 impl Settings {
@@ -88,6 +90,7 @@ impl Settings {
             consent_version: "2026-01".into(),
             consent_text: DEFAULT_CONSENT_TEXT.into(),
             visit_rejoin_grace: Duration::from_secs(120),
+            ice: crate::ice::IceSettings::default(),
             expected_migrations: bedside_records::MIGRATOR
                 .iter()
                 .filter(|m| m.migration_type.is_up_migration())

@@ -18,6 +18,7 @@
 //! - `routes/`: one module per resource.
 //! - [`feed`]: the `/ws` socket: live vitals feed and video-visit signaling.
 //! - [`visits`]: the video-visit rooms (waiting room, admission, grace).
+//! - [`ice`]: the STUN/TURN servers and short-lived TURN credentials browsers get.
 //! - [`metrics`], [`openapi`], `layers`, `web`.
 //!
 //! ## Invariants
@@ -33,6 +34,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod feed;
+pub mod ice;
 mod layers;
 pub mod live;
 pub mod metrics;

@@ -36,19 +36,43 @@ async fn error(socket: &mut Socket) -> (String, Value) {
 
 #[tokio::test]
 async fn the_patient_waits_until_admitted_and_bad_input_gets_its_code() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|c| {
+        c.visits.stun_urls = vec!["stun:stun.clinic.example:3478".into()];
+        c.visits.turn_urls = vec!["turn:turn.clinic.example:3478?transport=udp".into()];
+        c.visits.turn_secret = Some("north-wind".into());
+    })
+    .await;
     let w = World::seed(&app).await;
     let visit = w.appointment_a.0.to_string();
 
-    // The clinician opens the room.
+    // The clinician opens the room, and gets the ICE servers with a TURN
+    // credential for their seat, valid for the configured four hours.
     let mut clinician = hello(&app, &w.clinician_a.token, "clinician").await;
     say(
         &mut clinician,
         json!({"type": "join", "appointment_id": visit}),
     )
     .await;
+    let ice = next(&mut clinician, "ice servers", |m| {
+        m["type"] == "ice_servers"
+    })
+    .await;
     let joined = next(&mut clinician, "joined", |m| m["type"] == "joined").await;
     assert_eq!(joined["state"], "admitted");
+    assert_eq!(
+        ice["ice_servers"][0]["urls"][0],
+        "stun:stun.clinic.example:3478"
+    );
+    let turn = &ice["ice_servers"][1];
+    let username = turn["username"].as_str().unwrap();
+    let (expiry, participant) = username.split_once(':').unwrap();
+    assert_eq!(participant, joined["participant_id"].as_str().unwrap());
+    let left = expiry.parse::<i64>().unwrap() - chrono::Utc::now().timestamp();
+    assert!((4 * 3600 - 60..=4 * 3600).contains(&left), "{username}");
+    assert_eq!(
+        turn["credential"].as_str().unwrap(),
+        bedside_signaling::ice::turn_password("north-wind", username)
+    );
 
     // The patient: no live feeds, no joining before consent, not another visit.
     let mut patient = hello(&app, &w.visit_a, "patient").await;

@@ -56,6 +56,7 @@ export class VisitCall {
   private stopped = false;
   private _phase: CallPhase = 'connecting';
   private watching: string | null = null;
+  private iceServers: RTCIceServer[] = [];
   participantId: string | null = null;
 
   constructor(
@@ -177,6 +178,9 @@ export class VisitCall {
       case 'alert':
         this.handlers.feed?.(message);
         break;
+      case 'ice_servers':
+        this.iceServers = (message.ice_servers as RTCIceServer[]) ?? [];
+        break;
       case 'joined':
         this.participantId = message.participant_id as string;
         if (message.state === 'waiting') this.setPhase('waiting');
@@ -269,7 +273,7 @@ export class VisitCall {
 
   private async openMedia(): Promise<void> {
     this.closeMedia();
-    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', iceServers: this.iceServers });
     this.pc = pc;
     for (const track of this.local.getTracks()) pc.addTrack(track, this.local);
     pc.onicecandidate = (event) => {

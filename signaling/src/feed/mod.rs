@@ -187,6 +187,12 @@ pub enum ServerMessage {
         /// SDP.
         sdp: String,
     },
+    /// The STUN/TURN servers to give `RTCPeerConnection` (sent on joining a
+    /// visit, before `joined`).
+    IceServers {
+        /// As `RTCConfiguration.iceServers`.
+        ice_servers: Vec<crate::ice::IceServer>,
+    },
     /// The media connection is up.
     MediaConnected,
     /// The media connection failed or closed: send a new `offer`.

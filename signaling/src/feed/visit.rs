@@ -306,6 +306,14 @@ impl Feed {
             .state
             .visits()
             .join(appointment.id, person, role, name, outbox);
+        let ice_servers = crate::ice::ice_servers(
+            &self.state.settings().ice,
+            ticket.participant,
+            chrono::Utc::now().timestamp(),
+        );
+        if !self.send(&ServerMessage::IceServers { ice_servers }).await {
+            return Err(refuse("send_failed", "the socket failed"));
+        }
         self.visit.ticket = Some(ticket);
         self.visit.events = Some(events);
         tracing::info!(appointment = %appointment.id, participant = %ticket.participant, ?role, "joined a visit");

@@ -344,9 +344,10 @@ impl Rooms {
         offer: &str,
         signals: mpsc::UnboundedSender<Signal>,
     ) -> Result<String, SfuError> {
-        // A reload or a rejoin: the old connection goes first.
-        self.leave(participant);
+        // A reload or a rejoin replaces the old connection, once the new
+        // offer has been accepted (a refused offer leaves it as it was).
         let (peer, answer) = self.endpoint.answer(offer)?;
+        self.leave(participant);
         self.participants.insert(
             participant,
             Participant {

@@ -146,6 +146,15 @@ async fn participants_receive_their_room_only_and_a_reconnection_is_received_aga
         "the other visit leaked: {:?}",
         tally(&seen)
     );
+    // A refused offer (garbage) leaves the participant's connection as it was.
+    let (signals, _ignored) = mpsc::unbounded_channel();
+    assert!(
+        sfu.publish(visit, c, "not an offer".into(), signals)
+            .await
+            .is_err()
+    );
+    collect(&mut [&mut clinician], |seen| count(seen, c, 0xA8) >= 20).await;
+
     // Four connections (the replaced one is gone) in two rooms, and the
     // forwarded packets counted.
     assert_eq!(sfu.metrics().participants.get(), 4);

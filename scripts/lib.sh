@@ -50,6 +50,8 @@ install_base_packages() {
     apt_need procps pgrep
     apt_need build-essential cc
     apt_need pkg-config pkg-config
+    # libopus for the visit load test is built from source.
+    apt_need cmake cmake
 }
 
 # The broker's version, or nothing when it is not installed (Debian puts it
@@ -217,4 +219,28 @@ start_mosquitto() {
         mosquitto -d -c "$dir/mosquitto/mosquitto.conf"
         wait_for_port "$port" 10 || { tail -20 "$dir/mosquitto/mosquitto.log" >&2 || true; die "Mosquitto did not start"; }
     fi
+}
+
+# What the load-test scripts share: a work directory ($WORK), processes to
+# stop at exit ($PIDS, plus any Mosquitto and PostgreSQL started in $WORK),
+# and release builds of bedside and loadtest ($BEDSIDE, $LOADTEST).
+# KEEP=1 keeps the work directory (logs, reports) instead of removing it.
+begin_loadtest() {
+    WORK="$(mktemp -d "/tmp/$1.XXXXXX")"
+    chmod 755 "$WORK"
+    PIDS=()
+    trap end_loadtest EXIT
+    say "building bedside and loadtest (release)"
+    cargo build --release --locked -p bedside-server -p bedside-loadtest
+    BEDSIDE="$ROOT/target/release/bedside"
+    LOADTEST="$ROOT/target/release/loadtest"
+}
+
+end_loadtest() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pidfile in "$WORK"/*/mosquitto/mosquitto.pid; do
+        [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+    done
+    stop_postgres "$WORK/pg"
+    if [ "${KEEP:-0}" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
 }

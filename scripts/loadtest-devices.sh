@@ -31,23 +31,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $((DEVICES + 500)) ] \
     || die "the open-file limit ($(ulimit -n)) is too low for $DEVICES devices"
 
-WORK="$(mktemp -d /tmp/bedside-loadtest.XXXXXX)"
-chmod 755 "$WORK"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pidfile in "$WORK"/*/mosquitto/mosquitto.pid; do
-        [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
-    done
-    stop_postgres "$WORK/pg"
-    if [ "${KEEP:-0}" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-
-say "building bedside and loadtest (release)"
-cargo build --release --locked -p bedside-server -p bedside-loadtest
-BEDSIDE="$ROOT/target/release/bedside"
-LOADTEST="$ROOT/target/release/loadtest"
+begin_loadtest bedside-loadtest
 
 PG_PORT="$(free_port)"
 # Commit timestamps give every reading's publish→commit time after the run.

@@ -128,7 +128,7 @@ pub(crate) async fn login(
         .context("the login answer had no access token (TOTP enabled?)")
 }
 
-async fn post(
+pub(crate) async fn post(
     client: &reqwest::Client,
     base: &str,
     token: &str,

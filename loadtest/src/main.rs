@@ -4,14 +4,17 @@
 //! would, and prints figures; it never fails a test run. Today it measures
 //! HTTP latency and throughput (`loadtest http seed`, `loadtest http run`)
 //! and device swarms through MQTT (`loadtest devices seed`, `loadtest
-//! devices run`); synthetic visits (SFU) join it with the video issue.
+//! devices run`) and concurrent video visits through the SFU, side by side
+//! with Janus (`loadtest visits`).
 //! `loadtest devices seed` alone writes to the database directly, as a bulk
 //! import would, because registering 10,000 devices one API call at a time
 //! would rewrite the broker's files 10,000 times.
 
+mod cpu;
 mod devices;
 mod http;
 mod stats;
+mod visits;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +38,8 @@ enum Command {
         #[command(subcommand)]
         action: devices::DevicesAction,
     },
+    /// Concurrent 1:1 video visits through Bedside's SFU and through Janus.
+    Visits(visits::VisitsArgs),
 }
 
 #[tokio::main]
@@ -42,5 +47,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Http { action } => http::run(action).await,
         Command::Devices { action } => devices::run(action).await,
+        Command::Visits(args) => visits::run(args).await,
     }
 }

@@ -12,12 +12,20 @@
 //! at the announced address (the clinic's public address behind 1:1 NAT, or
 //! the bound one). Invariant: a connection is fed only datagrams the
 //! router assigned to it.
+//!
+//! Cost per packet does not grow with the number of connections: only the
+//! connections something happened to (a datagram, a timer, a call on them)
+//! are polled for output, and each connection's next timer is cached, so a
+//! forwarded packet touches its publisher's and its subscribers'
+//! connections and nothing else.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::time::Instant;
 
 use bytes::BytesMut;
+use prometheus::Histogram;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::RTCPeerConnection;
@@ -88,6 +96,9 @@ pub enum Event {
         track: String,
         /// The packet.
         packet: rtc::rtp::Packet,
+        /// When the datagram that carried it arrived (for
+        /// [`Endpoint::forward`]'s delay measurement).
+        received_at: Instant,
     },
 }
 
@@ -128,13 +139,21 @@ struct Outgoing {
     header: Option<(u32, u8)>,
 }
 
-/// The connection `peer` among `peers`.
-fn connection(
-    peers: &mut HashMap<PeerId, RTCPeerConnection>,
+/// The connection `peer` among `peers`, marked as touched: whatever is
+/// done with it may make it write, time or report something.
+fn connection<'a>(
+    peers: &'a mut HashMap<PeerId, RTCPeerConnection>,
+    touched: &mut HashSet<PeerId>,
     peer: PeerId,
-) -> Result<&mut RTCPeerConnection, EndpointError> {
-    peers.get_mut(&peer).ok_or(EndpointError::NoPeer(peer))
+) -> Result<&'a mut RTCPeerConnection, EndpointError> {
+    let pc = peers.get_mut(&peer).ok_or(EndpointError::NoPeer(peer))?;
+    touched.insert(peer);
+    Ok(pc)
 }
+
+/// Datagrams read from the socket in one go before the connections they
+/// went to are polled (a video frame arrives as a burst of packets).
+const READ_BATCH: usize = 32;
 
 /// The SSRC and the payload type negotiated for its codec of an outgoing track.
 fn outgoing_header(
@@ -173,6 +192,21 @@ pub struct Endpoint {
     incoming: HashMap<(PeerId, u32), RTCRtpReceiverId>,
     next_id: u64,
     events: std::collections::VecDeque<Event>,
+    /// Connections to poll for output at the next flush.
+    touched: HashSet<PeerId>,
+    /// Each connection's next timer, as it said after its last flush.
+    timers: HashMap<PeerId, Instant>,
+    /// The sleep until the earliest of `timers`, kept across loop turns
+    /// (re-armed only when that instant changes).
+    timer: Pin<Box<tokio::time::Sleep>>,
+    timer_at: Option<Instant>,
+    /// When the first datagram not yet polled out of each connection came.
+    arrived: HashMap<PeerId, Instant>,
+    /// Arrival times of the packets forwarded since the last flush, and the
+    /// histogram their in-to-out delay goes to.
+    forwarded_arrivals: Vec<Instant>,
+    forward_delay: Option<Histogram>,
+    receive_buffer: Vec<u8>,
 }
 
 impl Endpoint {
@@ -198,7 +232,21 @@ impl Endpoint {
             incoming: HashMap::new(),
             next_id: 0,
             events: std::collections::VecDeque::new(),
+            touched: HashSet::new(),
+            timers: HashMap::new(),
+            timer: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
+            timer_at: None,
+            arrived: HashMap::new(),
+            forwarded_arrivals: Vec::new(),
+            forward_delay: None,
+            receive_buffer: Vec::new(),
         })
+    }
+
+    /// Records, for every forwarded packet, the time from its datagram's
+    /// arrival to the forwarded datagrams leaving the socket.
+    pub fn measure_forward_delay(&mut self, histogram: Histogram) {
+        self.forward_delay = Some(histogram);
     }
 
     /// The address and port every connection advertises.
@@ -257,6 +305,7 @@ impl Endpoint {
         let sdp = pc.local_description().ok_or(EndpointError::NoAnswer)?.sdp;
         self.router.add(&ufrag, id);
         self.peers.insert(id, pc);
+        self.touched.insert(id);
         Ok((id, sdp))
     }
 
@@ -276,7 +325,7 @@ impl Endpoint {
         ssrc: u32,
         stream: &str,
     ) -> Result<RTCRtpSenderId, EndpointError> {
-        let pc = connection(&mut self.peers, peer)?;
+        let pc = connection(&mut self.peers, &mut self.touched, peer)?;
         let clock_rate = codec.clock_rate;
         let track = MediaStreamTrack::new(
             stream.to_owned(),
@@ -322,7 +371,7 @@ impl Endpoint {
         peer: PeerId,
         sender: RTCRtpSenderId,
     ) -> Result<(), EndpointError> {
-        let pc = connection(&mut self.peers, peer)?;
+        let pc = connection(&mut self.peers, &mut self.touched, peer)?;
         self.outgoing
             .remove(&(peer, sender))
             .ok_or(EndpointError::NoSender)?;
@@ -335,7 +384,7 @@ impl Endpoint {
     /// # Errors
     /// When the connection or the stream does not exist.
     pub fn request_keyframe(&mut self, peer: PeerId, ssrc: u32) -> Result<(), EndpointError> {
-        let pc = connection(&mut self.peers, peer)?;
+        let pc = connection(&mut self.peers, &mut self.touched, peer)?;
         let receiver = *self
             .incoming
             .get(&(peer, ssrc))
@@ -363,7 +412,7 @@ impl Endpoint {
         peer: PeerId,
         candidate: RTCIceCandidateInit,
     ) -> Result<(), EndpointError> {
-        connection(&mut self.peers, peer)?.add_remote_candidate(candidate)?;
+        connection(&mut self.peers, &mut self.touched, peer)?.add_remote_candidate(candidate)?;
         Ok(())
     }
 
@@ -373,7 +422,7 @@ impl Endpoint {
     /// # Errors
     /// When the connection does not exist or the engine refuses.
     pub fn offer(&mut self, peer: PeerId) -> Result<String, EndpointError> {
-        let pc = connection(&mut self.peers, peer)?;
+        let pc = connection(&mut self.peers, &mut self.touched, peer)?;
         let offer = pc.create_offer(None)?;
         pc.set_local_description(Instant::now(), offer)?;
         Ok(pc.local_description().ok_or(EndpointError::NoAnswer)?.sdp)
@@ -384,7 +433,7 @@ impl Endpoint {
     /// # Errors
     /// When the connection does not exist or the answer is refused.
     pub fn accept_answer(&mut self, peer: PeerId, answer_sdp: &str) -> Result<(), EndpointError> {
-        let pc = connection(&mut self.peers, peer)?;
+        let pc = connection(&mut self.peers, &mut self.touched, peer)?;
         pc.set_remote_description(
             Instant::now(),
             RTCSessionDescription::answer(answer_sdp.to_owned())?,
@@ -406,7 +455,8 @@ impl Endpoint {
     /// timestamp continue the track's own numbering ([`crate::rewrite`]).
     /// `switch`: a packet from another source than the track's current one
     /// switches the track to it (a keyframe of the source wanted now);
-    /// without it such a packet is not sent. Returns whether it was sent.
+    /// without it such a packet is not sent. `received_at`: when the
+    /// packet's datagram arrived ([`Event::Rtp`]). Returns whether it was sent.
     ///
     /// # Errors
     /// When the connection or the track does not exist, or the remote side
@@ -417,8 +467,9 @@ impl Endpoint {
         sender: RTCRtpSenderId,
         mut packet: rtc::rtp::Packet,
         switch: bool,
+        received_at: Instant,
     ) -> Result<bool, EndpointError> {
-        let pc = connection(&mut self.peers, peer)?;
+        let pc = connection(&mut self.peers, &mut self.touched, peer)?;
         let track = self
             .outgoing
             .get_mut(&(peer, sender))
@@ -446,6 +497,9 @@ impl Endpoint {
         pc.rtp_sender(sender)
             .ok_or(EndpointError::NoSender)?
             .write_rtp(now, packet)?;
+        if self.forward_delay.is_some() {
+            self.forwarded_arrivals.push(received_at);
+        }
         Ok(true)
     }
 
@@ -457,6 +511,9 @@ impl Endpoint {
         self.router.remove(&peer);
         self.outgoing.retain(|(owner, _), _| *owner != peer);
         self.incoming.retain(|(owner, _), _| *owner != peer);
+        self.touched.remove(&peer);
+        self.timers.remove(&peer);
+        self.arrived.remove(&peer);
     }
 
     /// Runs the socket and the connections until the next event.
@@ -468,35 +525,69 @@ impl Endpoint {
     /// # Errors
     /// When the socket fails.
     pub async fn next_event(&mut self) -> Result<Event, EndpointError> {
-        let mut buffer = vec![0u8; 2048];
+        // One receive buffer for the endpoint's life (allocating and zeroing
+        // one per call showed in profiles); a cancelled call drops it.
+        let mut buffer = std::mem::take(&mut self.receive_buffer);
+        if buffer.is_empty() {
+            buffer = vec![0u8; 2048];
+        }
+        let event = self.next_event_with(&mut buffer).await;
+        self.receive_buffer = buffer;
+        event
+    }
+
+    async fn next_event_with(&mut self, buffer: &mut [u8]) -> Result<Event, EndpointError> {
         loop {
             self.flush().await?;
             if let Some(event) = self.events.pop_front() {
                 return Ok(event);
             }
-            let deadline = self
-                .peers
-                .values_mut()
-                .filter_map(|pc| pc.poll_timeout())
-                .min();
-            let sleep = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
+            let deadline = self.timers.values().min().copied();
+            if deadline != self.timer_at {
+                if let Some(at) = deadline {
+                    self.timer.as_mut().reset(at.into());
+                }
+                self.timer_at = deadline;
+            }
+            let armed = deadline.is_some();
+            let timer = &mut self.timer;
+            let fired = async move {
+                if armed {
+                    timer.await;
+                } else {
+                    std::future::pending::<()>().await;
                 }
             };
             tokio::select! {
-                received = self.socket.recv_from(&mut buffer) => {
+                received = self.socket.recv_from(buffer) => {
                     let (n, from) = received?;
                     self.deliver(from, &buffer[..n]);
+                    // Whatever else already waits, without waiting for more.
+                    for _ in 1..READ_BATCH {
+                        match self.socket.try_recv_from(buffer) {
+                            Ok((n, from)) => self.deliver(from, &buffer[..n]),
+                            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+                            Err(error) => return Err(error.into()),
+                        }
+                    }
                 }
-                () = sleep => {
+                () = fired => {
                     let now = Instant::now();
-                    for pc in self.peers.values_mut() {
-                        if pc.poll_timeout().is_some_and(|at| at <= now)
-                            && let Err(error) = pc.handle_timeout(now)
-                        {
-                            tracing::debug!(%error, "a connection's timer failed");
+                    // Re-arm after this turn even if the earliest timer stays.
+                    self.timer_at = None;
+                    let due: Vec<PeerId> = self
+                        .timers
+                        .iter()
+                        .filter(|(_, at)| **at <= now)
+                        .map(|(peer, _)| *peer)
+                        .collect();
+                    for peer in due {
+                        self.timers.remove(&peer);
+                        if let Some(pc) = self.peers.get_mut(&peer) {
+                            self.touched.insert(peer);
+                            if let Err(error) = pc.handle_timeout(now) {
+                                tracing::debug!(%error, "a connection's timer failed");
+                            }
                         }
                     }
                 }
@@ -516,8 +607,11 @@ impl Endpoint {
         let Some(pc) = self.peers.get_mut(&peer) else {
             return;
         };
+        let now = Instant::now();
+        self.touched.insert(peer);
+        self.arrived.entry(peer).or_insert(now);
         let message = TaggedBytesMut {
-            now: Instant::now(),
+            now,
             transport: TransportContext {
                 local_addr: self.advertised,
                 peer_addr: from,
@@ -531,12 +625,21 @@ impl Endpoint {
         }
     }
 
-    /// Sends what the connections wrote and collects their events and media.
+    /// Sends what the touched connections wrote and collects their events
+    /// and media.
     async fn flush(&mut self) -> Result<(), EndpointError> {
+        if self.touched.is_empty() {
+            return Ok(());
+        }
+        let touched: Vec<PeerId> = self.touched.iter().copied().collect();
         // Events and media first, without awaiting: a cancelled flush must
         // not lose a connection's end (it would never be closed).
         let mut gone = Vec::new();
-        for (&peer, pc) in &mut self.peers {
+        for &peer in &touched {
+            let Some(pc) = self.peers.get_mut(&peer) else {
+                continue;
+            };
+            let received_at = self.arrived.remove(&peer).unwrap_or_else(Instant::now);
             while let Some(event) = pc.poll_event() {
                 match event {
                     RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(state) => {
@@ -568,6 +671,7 @@ impl Endpoint {
                         peer,
                         track,
                         packet,
+                        received_at,
                     }),
                     RTCMessage::RtcpPacket(_, packets) => {
                         for media_ssrc in keyframe_requests(&packets) {
@@ -590,8 +694,12 @@ impl Endpoint {
             self.close(peer);
             self.events.push_back(Event::Gone(peer));
         }
-        // Then the datagrams; cancelling here loses at most the one in hand.
-        for (&peer, pc) in &mut self.peers {
+        // Then the datagrams; cancelling here loses at most the one in hand,
+        // and a connection stays touched until all it wrote is sent.
+        for peer in touched {
+            let Some(pc) = self.peers.get_mut(&peer) else {
+                continue;
+            };
             while let Some(out) = pc.poll_write() {
                 let to = out.transport.peer_addr;
                 self.router.note_sent(&peer, to);
@@ -599,6 +707,17 @@ impl Endpoint {
                     // One unreachable remote must not stop the others.
                     tracing::debug!(%error, peer = peer.0, "send failed");
                 }
+            }
+            match pc.poll_timeout() {
+                Some(at) => self.timers.insert(peer, at),
+                None => self.timers.remove(&peer),
+            };
+            self.touched.remove(&peer);
+        }
+        if let Some(histogram) = &self.forward_delay {
+            let now = Instant::now();
+            for arrived in self.forwarded_arrivals.drain(..) {
+                histogram.observe(now.duration_since(arrived).as_secs_f64());
             }
         }
         Ok(())

@@ -1,7 +1,7 @@
 //! The SFU's Prometheus metrics. No labels: counts over the whole SFU,
 //! never a room's, participant's or patient's id.
 
-use prometheus::{IntCounter, IntGauge, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Registry};
 
 /// Counters and gauges the SFU task keeps up to date.
 #[derive(Debug, Clone)]
@@ -16,6 +16,9 @@ pub struct SfuMetrics {
     pub participants: IntGauge,
     /// Rooms with at least one connection.
     pub rooms: IntGauge,
+    /// Time from a media datagram's arrival to its forwarded copies leaving
+    /// the socket: the SFU's own share of the end-to-end latency.
+    pub forward_delay: Histogram,
 }
 
 impl SfuMetrics {
@@ -41,6 +44,17 @@ impl SfuMetrics {
                 "Video-visit participants with a media connection",
             ),
             rooms: gauge("bedside_sfu_rooms", "Video visits with a media connection"),
+            forward_delay: Histogram::with_opts(
+                HistogramOpts::new(
+                    "bedside_sfu_forward_delay_seconds",
+                    "Time from a media packet's arrival to its forwarded copies being sent",
+                )
+                .buckets(vec![
+                    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
+                    0.025, 0.05, 0.1,
+                ]),
+            )
+            .expect("valid metric"),
         }
     }
 
@@ -53,6 +67,7 @@ impl SfuMetrics {
         let _ = registry.register(Box::new(metrics.keyframe_requests.clone()));
         let _ = registry.register(Box::new(metrics.participants.clone()));
         let _ = registry.register(Box::new(metrics.rooms.clone()));
+        let _ = registry.register(Box::new(metrics.forward_delay.clone()));
         metrics
     }
 }

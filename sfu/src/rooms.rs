@@ -101,8 +101,9 @@ pub struct Sfu {
 impl Sfu {
     /// Starts the SFU task on `endpoint`, counting into `metrics`; it
     /// stops when every handle is dropped.
-    pub fn start(endpoint: Endpoint, metrics: SfuMetrics) -> Self {
+    pub fn start(mut endpoint: Endpoint, metrics: SfuMetrics) -> Self {
         let (commands, receiver) = mpsc::unbounded_channel();
+        endpoint.measure_forward_delay(metrics.forward_delay.clone());
         let advertised = endpoint.advertised();
         let rooms = Rooms {
             endpoint,
@@ -524,7 +525,8 @@ impl Rooms {
                 peer,
                 track,
                 packet,
-            } => self.forward(peer, &track, packet),
+                received_at,
+            } => self.forward(peer, &track, packet, received_at),
             Event::KeyframeWanted { peer, sender } => {
                 let source = self.published.iter().find_map(|((publisher, _), track)| {
                     track
@@ -584,7 +586,13 @@ impl Rooms {
         }
     }
 
-    fn forward(&mut self, peer: PeerId, track: &str, packet: rtc::rtp::Packet) {
+    fn forward(
+        &mut self,
+        peer: PeerId,
+        track: &str,
+        packet: rtc::rtp::Packet,
+        received_at: Instant,
+    ) {
         let ssrc = packet.header.ssrc;
         if !self.deferred_keyframes.is_empty()
             && self.deferred_keyframes.contains(&(peer, ssrc))
@@ -609,10 +617,13 @@ impl Rooms {
             if !flowing(sub, &self.connected) {
                 continue;
             }
-            match self
-                .endpoint
-                .forward(sub.peer, sub.sender, packet.clone(), sub.fresh)
-            {
+            match self.endpoint.forward(
+                sub.peer,
+                sub.sender,
+                packet.clone(),
+                sub.fresh,
+                received_at,
+            ) {
                 Ok(true) => {
                     sub.fresh = false;
                     self.metrics.forwarded_packets.inc();

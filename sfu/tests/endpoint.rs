@@ -117,9 +117,9 @@ async fn forwarded_media_reaches_a_renegotiated_track_and_a_switch_is_seamless()
                 event = endpoint.next_event() => {
                     if let Event::Rtp { peer, packet, .. } = event.unwrap() {
                         if peer == first {
-                            endpoint.forward(subscriber_peer, sender, packet, false).unwrap();
+                            endpoint.forward(subscriber_peer, sender, packet, false, std::time::Instant::now()).unwrap();
                         } else if peer == second && switched {
-                            endpoint.forward(subscriber_peer, sender, packet, true).unwrap();
+                            endpoint.forward(subscriber_peer, sender, packet, true, std::time::Instant::now()).unwrap();
                         }
                     }
                 }

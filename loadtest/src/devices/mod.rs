@@ -19,7 +19,7 @@
 //! `scripts/loadtest-devices.sh` sets all of this up on one machine.
 
 mod ceilings;
-mod cpu;
+
 mod observe;
 mod seed;
 mod swarm;
@@ -36,6 +36,7 @@ use sqlx::postgres::PgPoolOptions;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::cpu;
 use crate::stats::summarise;
 use ceilings::{Broker, DirectInsert, InsertMethod, PassThrough};
 use swarm::{Observations, Swarm};

@@ -1,5 +1,6 @@
-//! CPU time per process group (Mosquitto, Bedside, PostgreSQL, this load
-//! test) from `/proc`, so a run says which part of the machine was busy.
+//! CPU time and memory from `/proc`: per process group (Mosquitto, Bedside,
+//! PostgreSQL, this load test), so a run says which part of the machine was
+//! busy, and of one process (the SFU under test).
 
 use std::collections::BTreeMap;
 
@@ -63,6 +64,25 @@ impl Sample {
     }
 }
 
+/// CPU seconds (user and system, all threads) process `pid` has used.
+pub(crate) fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&stat).map(|(_, ticks)| ticks / TICKS_PER_SECOND)
+}
+
+/// Resident memory of process `pid`, in bytes.
+pub(crate) fn process_rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_rss(&status)
+}
+
+/// `VmRSS` of a `/proc/<pid>/status` text, in bytes.
+fn parse_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// (process name, utime + stime in ticks) from a `/proc/<pid>/stat` line.
 fn parse_stat(stat: &str) -> Option<(&str, f64)> {
     // The name is in parentheses and may itself contain spaces or ')'.
@@ -86,5 +106,12 @@ mod tests {
         assert_eq!(parse_stat(line), Some(("postgres: wal writer", 300.0)));
         assert_eq!(parse_stat("garbage"), None);
         assert_eq!(parse_stat("1 (x) S 1"), None);
+    }
+
+    #[test]
+    fn reads_resident_memory_from_a_status_text() {
+        let status = "Name:\tbedside\nVmPeak:\t  9000 kB\nVmRSS:\t   1234 kB\nThreads:\t4\n";
+        assert_eq!(parse_rss(status), Some(1234 * 1024));
+        assert_eq!(parse_rss("Name:\tx\n"), None);
     }
 }

@@ -120,7 +120,7 @@ if [ "${PROFILE:-0}" = 1 ]; then
     apt_need linux-perf perf
     # The first Bedside window starts after booking, connecting and a
     # warm-up; sample 20 s from then.
-    ( sleep "${PROFILE_DELAY:-25}"; perf record -g -p "$BEDSIDE_PID" -F 499 -o "$WORK/perf.data" -- sleep 20 >/dev/null 2>&1 ) &
+    ( sleep "${PROFILE_DELAY:-25}"; perf record ${PERF_CALL_GRAPH:--g} -p "$BEDSIDE_PID" -F 499 -o "$WORK/perf.data" -- sleep 20 >/dev/null 2>&1 ) &
     PIDS+=($!)
 fi
 

@@ -76,6 +76,27 @@ pub(crate) fn process_rss_bytes(pid: u32) -> Option<u64> {
     parse_rss(&status)
 }
 
+/// Context switches (voluntary and not) of all of process `pid`'s
+/// threads: how often its threads went to sleep or were preempted.
+pub(crate) fn process_context_switches(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0;
+    for task in tasks.flatten() {
+        if let Ok(status) = std::fs::read_to_string(task.path().join("status")) {
+            total += parse_context_switches(&status).unwrap_or(0);
+        }
+    }
+    Some(total)
+}
+
+fn parse_context_switches(status: &str) -> Option<u64> {
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|line| line.starts_with(name))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    Some(field("voluntary_ctxt_switches:")? + field("nonvoluntary_ctxt_switches:")?)
+}
+
 /// `VmRSS` of a `/proc/<pid>/status` text, in bytes.
 fn parse_rss(status: &str) -> Option<u64> {
     let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
@@ -113,5 +134,12 @@ mod tests {
         let status = "Name:\tbedside\nVmPeak:\t  9000 kB\nVmRSS:\t   1234 kB\nThreads:\t4\n";
         assert_eq!(parse_rss(status), Some(1234 * 1024));
         assert_eq!(parse_rss("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn adds_voluntary_and_involuntary_context_switches() {
+        let status = "Name:\tx\nvoluntary_ctxt_switches:\t120\nnonvoluntary_ctxt_switches:\t3\n";
+        assert_eq!(parse_context_switches(status), Some(123));
+        assert_eq!(parse_context_switches("Name:\tx\n"), None);
     }
 }

@@ -115,9 +115,10 @@ impl Application {
                     .map_err(|e| format!("{e:#}"))
             })
         }));
-        let endpoint = bedside_sfu::endpoint::Endpoint::bind(
+        let sfu = bedside_sfu::rooms::Sfu::spawn(
             config.visits.media_udp,
             config.visits.media_announce_ip,
+            bedside_sfu::metrics::SfuMetrics::register(&registry),
         )
         .await
         .with_context(|| {
@@ -126,11 +127,8 @@ impl Application {
                 config.visits.media_udp
             )
         })?;
-        tracing::info!(media = %endpoint.advertised(), "video visits use this UDP address");
-        state.set_sfu(bedside_sfu::rooms::Sfu::start(
-            endpoint,
-            bedside_sfu::metrics::SfuMetrics::register(&registry),
-        ));
+        tracing::info!(media = %sfu.advertised(), "video visits use this UDP address");
+        state.set_sfu(sfu);
         let http = TcpListener::bind(config.http.addr)
             .await
             .with_context(|| format!("cannot listen on {}", config.http.addr))?;

@@ -27,10 +27,14 @@ use std::time::Instant;
 use bytes::BytesMut;
 use prometheus::Histogram;
 use rtc::ice::mdns::MulticastDnsMode;
+use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_nack, configure_rtcp_reports,
+};
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
@@ -43,7 +47,8 @@ use rtc::peer_connection::transport::{
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpRtxParameters,
+    RtpCodecKind,
 };
 use rtc::rtp_transceiver::{
     RTCRtpReceiverId, RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit,
@@ -207,6 +212,10 @@ pub struct Endpoint {
     forwarded_arrivals: Vec<Instant>,
     forward_delay: Option<Histogram>,
     receive_buffer: Vec<u8>,
+    /// Datagrams the connections wrote, waiting for the socket (kept here
+    /// so that a cancelled flush loses none).
+    outbox: Vec<(SocketAddr, BytesMut)>,
+    sender: crate::batch::Sender,
 }
 
 impl Endpoint {
@@ -240,6 +249,8 @@ impl Endpoint {
             forwarded_arrivals: Vec::new(),
             forward_delay: None,
             receive_buffer: Vec::new(),
+            outbox: Vec::new(),
+            sender: crate::batch::Sender::new(),
         })
     }
 
@@ -273,6 +284,12 @@ impl Endpoint {
         let password = random_token(32);
         let mut media = MediaEngine::default();
         media.register_default_codecs()?;
+        // NACK: lost packets are asked again of publishers and resent to
+        // subscribers from a buffer (over RTX where negotiated; the engine
+        // unwraps a publisher's RTX into its stream). RTCP sender and
+        // receiver reports: lip sync, round-trip time and loss for both
+        // sides and for the SFU's statistics.
+        let interceptors = configure_rtcp_reports(configure_nack(Registry::new(), &mut media));
         let settings = SettingEngineBuilder::new()
             .with_ice_credentials(ufrag.clone(), password)
             // mDNS would send queries out of the shared socket.
@@ -283,6 +300,7 @@ impl Endpoint {
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_media_engine(media)
             .with_setting_engine(settings)
+            .with_interceptor_registry(interceptors)
             .build(Instant::now())?;
         let candidate = CandidateHostConfig {
             base_config: CandidateConfig {
@@ -335,6 +353,10 @@ impl Endpoint {
             vec![RTCRtpEncodingParameters {
                 rtp_coding_parameters: RTCRtpCodingParameters {
                     ssrc: Some(ssrc),
+                    // Retransmissions of video go on their own stream.
+                    rtx: (kind == RtpCodecKind::Video).then(|| RTCRtpRtxParameters {
+                        ssrc: rand::random(),
+                    }),
                     ..Default::default()
                 },
                 codec,
@@ -538,6 +560,11 @@ impl Endpoint {
 
     async fn next_event_with(&mut self, buffer: &mut [u8]) -> Result<Event, EndpointError> {
         loop {
+            // Events already collected go first: what handling them writes
+            // (forwarded packets) is then sent in one batch with the rest.
+            if let Some(event) = self.events.pop_front() {
+                return Ok(event);
+            }
             self.flush().await?;
             if let Some(event) = self.events.pop_front() {
                 return Ok(event);
@@ -628,7 +655,7 @@ impl Endpoint {
     /// Sends what the touched connections wrote and collects their events
     /// and media.
     async fn flush(&mut self) -> Result<(), EndpointError> {
-        if self.touched.is_empty() {
+        if self.touched.is_empty() && self.outbox.is_empty() {
             return Ok(());
         }
         let touched: Vec<PeerId> = self.touched.iter().copied().collect();
@@ -694,8 +721,8 @@ impl Endpoint {
             self.close(peer);
             self.events.push_back(Event::Gone(peer));
         }
-        // Then the datagrams; cancelling here loses at most the one in hand,
-        // and a connection stays touched until all it wrote is sent.
+        // Then the datagrams, queued and sent in batches; a cancelled flush
+        // leaves the queue for the next one.
         for peer in touched {
             let Some(pc) = self.peers.get_mut(&peer) else {
                 continue;
@@ -703,16 +730,28 @@ impl Endpoint {
             while let Some(out) = pc.poll_write() {
                 let to = out.transport.peer_addr;
                 self.router.note_sent(&peer, to);
-                if let Err(error) = self.socket.send_to(&out.message, to).await {
-                    // One unreachable remote must not stop the others.
-                    tracing::debug!(%error, peer = peer.0, "send failed");
-                }
+                self.outbox.push((to, out.message));
             }
             match pc.poll_timeout() {
                 Some(at) => self.timers.insert(peer, at),
                 None => self.timers.remove(&peer),
             };
             self.touched.remove(&peer);
+        }
+        while !self.outbox.is_empty() {
+            match self.sender.send(&self.socket, &self.outbox) {
+                Ok(sent) => {
+                    self.outbox.drain(..sent.max(1));
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.socket.writable().await?;
+                }
+                Err(error) => {
+                    // One unreachable remote must not stop the others.
+                    tracing::debug!(%error, to = %self.outbox[0].0, "send failed");
+                    self.outbox.remove(0);
+                }
+            }
         }
         if let Some(histogram) = &self.forward_delay {
             let now = Instant::now();

@@ -20,7 +20,8 @@
 //!   dropped with its reason.
 //! - [`endpoint`]: the one UDP socket and the loop that drives every peer
 //!   connection on it (answers offers, routes datagrams, timers, events),
-//!   and forwarding RTP onto send-only tracks it adds by renegotiation.
+//!   and forwarding RTP onto send-only tracks it adds by renegotiation;
+//!   what the connections write leaves in `sendmmsg` batches (`batch`).
 //! - [`rooms`]: a room per visit and the task that runs the endpoint for
 //!   it: each participant's published tracks forwarded to every other
 //!   participant of the room, renegotiation driven by the SFU alone (no
@@ -31,6 +32,7 @@
 //!   continuous across layer and publisher switches (the endpoint's
 //!   forwarding keeps one per outgoing track).
 
+mod batch;
 pub mod demux;
 pub mod endpoint;
 pub mod metrics;

@@ -99,28 +99,72 @@ pub struct Sfu {
 }
 
 impl Sfu {
-    /// Starts the SFU task on `endpoint`, counting into `metrics`; it
-    /// stops when every handle is dropped.
-    pub fn start(mut endpoint: Endpoint, metrics: SfuMetrics) -> Self {
+    /// Binds the media socket on `bind` (advertising `announce`, see
+    /// [`Endpoint::bind`]) and starts the SFU on a thread of its own,
+    /// counting into `metrics`; it stops when every handle is dropped.
+    ///
+    /// The SFU's loop owns a single-threaded runtime: a media packet is
+    /// received, forwarded and sent without any hand-over between threads
+    /// (on the server's shared runtime, waking the SFU task on another
+    /// worker thread cost about a sixth of its CPU, measured with
+    /// `scripts/loadtest-visits.sh`).
+    ///
+    /// # Errors
+    /// When the socket cannot be bound or the thread cannot start.
+    pub async fn spawn(
+        bind: std::net::SocketAddr,
+        announce: Option<std::net::IpAddr>,
+        metrics: SfuMetrics,
+    ) -> Result<Self, EndpointError> {
         let (commands, receiver) = mpsc::unbounded_channel();
-        endpoint.measure_forward_delay(metrics.forward_delay.clone());
-        let advertised = endpoint.advertised();
-        let rooms = Rooms {
-            endpoint,
-            participants: HashMap::new(),
-            by_peer: HashMap::new(),
-            published: HashMap::new(),
-            last_keyframe_request: HashMap::new(),
-            deferred_keyframes: std::collections::HashSet::new(),
-            connected: std::collections::HashSet::new(),
-            metrics: metrics.clone(),
-        };
-        tokio::spawn(rooms.run(receiver));
-        Self {
+        let (ready, started) = oneshot::channel();
+        let task_metrics = metrics.clone();
+        std::thread::Builder::new()
+            .name("bedside-sfu".to_owned())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = ready.send(Err(EndpointError::Socket(error)));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let mut endpoint = match Endpoint::bind(bind, announce).await {
+                        Ok(endpoint) => endpoint,
+                        Err(error) => {
+                            let _ = ready.send(Err(error));
+                            return;
+                        }
+                    };
+                    endpoint.measure_forward_delay(task_metrics.forward_delay.clone());
+                    let advertised = endpoint.advertised();
+                    let rooms = Rooms {
+                        endpoint,
+                        participants: HashMap::new(),
+                        by_peer: HashMap::new(),
+                        published: HashMap::new(),
+                        last_keyframe_request: HashMap::new(),
+                        deferred_keyframes: std::collections::HashSet::new(),
+                        connected: std::collections::HashSet::new(),
+                        metrics: task_metrics,
+                    };
+                    if ready.send(Ok(advertised)).is_ok() {
+                        rooms.run(receiver).await;
+                    }
+                });
+            })?;
+        let advertised = started.await.map_err(|_| {
+            EndpointError::Socket(std::io::Error::other("the SFU thread ended at start"))
+        })??;
+        Ok(Self {
             commands,
             metrics,
             advertised,
-        }
+        })
     }
 
     /// The address every connection advertises (the one UDP port to open).

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use bedside_sfu::endpoint::Endpoint;
 use bedside_sfu::metrics::SfuMetrics;
 use bedside_sfu::rooms::{Sfu, Signal};
 use tokio::sync::{mpsc, oneshot};
@@ -96,12 +95,13 @@ fn count(seen: &HashMap<Uuid, Vec<u8>>, who: Uuid, tag: u8) -> usize {
 }
 
 async fn sfu() -> Sfu {
-    Sfu::start(
-        Endpoint::bind(SocketAddr::from(([127, 0, 0, 1], 0)), None)
-            .await
-            .unwrap(),
+    Sfu::spawn(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        None,
         SfuMetrics::new(),
     )
+    .await
+    .unwrap()
 }
 
 #[tokio::test]

@@ -36,7 +36,7 @@ use clap::Args;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::cpu::{process_cpu_seconds, process_rss_bytes};
+use crate::cpu::{process_context_switches, process_cpu_seconds, process_rss_bytes};
 use crate::stats::{median, summarise};
 use peer::{Kind, Participant, Reception, Sent, Shared};
 
@@ -97,6 +97,9 @@ struct Figures {
     forwarded_packets_per_second: f64,
     cpu_us_per_forwarded_packet: f64,
     cpu_cores: f64,
+    /// The SFU process's threads going to sleep or being preempted, per
+    /// second (each is a wake-up later).
+    context_switches_per_second: f64,
     latency_p50_ms: f64,
     latency_p99_ms: f64,
     latency_max_ms: f64,
@@ -104,10 +107,15 @@ struct Figures {
     sfu_delay_p50_ms: Option<f64>,
     sfu_delay_p99_ms: Option<f64>,
     loss_percent: f64,
-    memory_mib_per_participant: f64,
+    /// Resident memory growth per participant: measured in each SFU's
+    /// first run only (in later runs the process reuses what the previous
+    /// run's visits freed, and grows by nothing).
+    memory_mib_per_participant: Option<f64>,
     /// Receivers whose decoded audio is the tone (≥ 90 % of its power).
     tone_ok: usize,
     tone_checked: usize,
+    /// The lowest share of a receiver's decoded power at the tone.
+    tone_min_share: f64,
 }
 
 /// Runs the visits load test.
@@ -118,7 +126,7 @@ pub(crate) async fn run(args: VisitsArgs) -> anyhow::Result<()> {
     });
     let mut all = Vec::new();
     for run in 1..=args.runs {
-        let bedside = measure_bedside(&args, &shared).await?;
+        let bedside = measure_bedside(&args, &shared, run).await?;
         print_row(run, &bedside);
         all.push(bedside);
         if let Some(url) = &args.janus {
@@ -151,7 +159,11 @@ fn participants(shared: &Arc<Shared>, visits: usize) -> Vec<Arc<Participant>> {
         .collect()
 }
 
-async fn measure_bedside(args: &VisitsArgs, shared: &Arc<Shared>) -> anyhow::Result<Figures> {
+async fn measure_bedside(
+    args: &VisitsArgs,
+    shared: &Arc<Shared>,
+    run: usize,
+) -> anyhow::Result<Figures> {
     let base = args.base.trim_end_matches('/').to_owned();
     let client = reqwest::Client::new();
     let rss_before = process_rss_bytes(args.bedside_pid).context("reading bedside's memory")?;
@@ -193,6 +205,7 @@ async fn measure_bedside(args: &VisitsArgs, shared: &Arc<Shared>) -> anyhow::Res
     let metrics = args.metrics.clone();
     let figures = measure_window(
         args,
+        run == 1,
         "bedside",
         &people,
         args.bedside_pid,
@@ -267,7 +280,16 @@ async fn measure_janus(
             .await?,
         );
     }
-    let figures = measure_window(args, "janus", &people, pid, rss_before, || async { None }).await;
+    let figures = measure_window(
+        args,
+        run == 1,
+        "janus",
+        &people,
+        pid,
+        rss_before,
+        || async { None },
+    )
+    .await;
     stop_tx.send(true)?;
     for connection in connections {
         connection.close().await;
@@ -279,6 +301,7 @@ async fn measure_janus(
 /// computes the figures.
 async fn measure_window<F, Fut>(
     args: &VisitsArgs,
+    first_run: bool,
     sfu: &'static str,
     people: &[Arc<Participant>],
     pid: u32,
@@ -323,11 +346,15 @@ where
     };
     let delay_before = sfu_delay().await;
     let cpu_before = process_cpu_seconds(pid).context("reading the SFU's CPU time")?;
+    let switches_before = process_context_switches(pid).unwrap_or(0);
     let started = Instant::now();
     let start_marks = marks(people);
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     let end_marks = marks(people);
     let cpu = process_cpu_seconds(pid).context("reading the SFU's CPU time")? - cpu_before;
+    let switches = process_context_switches(pid)
+        .unwrap_or(0)
+        .saturating_sub(switches_before);
     let seconds = started.elapsed().as_secs_f64();
     let delay_after = sfu_delay().await;
     let rss = process_rss_bytes(pid).unwrap_or(rss_before);
@@ -374,17 +401,19 @@ where
         forwarded_packets_per_second: got as f64 / seconds,
         cpu_us_per_forwarded_packet: cpu * 1e6 / got.max(1) as f64,
         cpu_cores: cpu / seconds,
+        context_switches_per_second: switches as f64 / seconds,
         latency_p50_ms: ms(latency.p50),
         latency_p99_ms: ms(latency.p99),
         latency_max_ms: ms(latency.max),
         sfu_delay_p50_ms,
         sfu_delay_p99_ms,
         loss_percent: 100.0 * (expected.saturating_sub(got)) as f64 / expected.max(1) as f64,
-        memory_mib_per_participant: rss.saturating_sub(rss_before) as f64
-            / people.len() as f64
-            / (1024.0 * 1024.0),
+        memory_mib_per_participant: first_run.then(|| {
+            rss.saturating_sub(rss_before) as f64 / people.len() as f64 / (1024.0 * 1024.0)
+        }),
         tone_ok: tone.iter().filter(|share| **share >= 0.9).count(),
         tone_checked: tone.len(),
+        tone_min_share: tone.iter().copied().fold(1.0, f64::min),
     })
 }
 
@@ -444,7 +473,7 @@ fn histogram_percentiles(
 fn print_row(run: usize, f: &Figures) {
     let optional = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
     println!(
-        "run {run} {:8} visits {:3} receiving {:3}/{:3}  {:8.0} pkt/s  {:6.2} µs/pkt  {:4.2} cores  latency p50 {:6.2} p99 {:6.2} max {:7.2} ms  sfu p50 {} p99 {} ms  loss {:6.3} %  {:6.2} MiB/participant  tone {}/{}",
+        "run {run} {:8} visits {:3} receiving {:3}/{:3}  {:8.0} pkt/s  {:6.2} µs/pkt  {:4.2} cores  {:6.0} switches/s  latency p50 {:6.2} p99 {:6.2} max {:7.2} ms  sfu p50 {} p99 {} ms  loss {:6.3} %  {} MiB/participant  tone {}/{} (min {:.2})",
         f.sfu,
         f.visits,
         f.receiving,
@@ -452,15 +481,17 @@ fn print_row(run: usize, f: &Figures) {
         f.forwarded_packets_per_second,
         f.cpu_us_per_forwarded_packet,
         f.cpu_cores,
+        f.context_switches_per_second,
         f.latency_p50_ms,
         f.latency_p99_ms,
         f.latency_max_ms,
         optional(f.sfu_delay_p50_ms),
         optional(f.sfu_delay_p99_ms),
         f.loss_percent,
-        f.memory_mib_per_participant,
+        optional(f.memory_mib_per_participant),
         f.tone_ok,
         f.tone_checked,
+        f.tone_min_share,
     );
 }
 
@@ -472,7 +503,7 @@ fn summarise_runs(args: &VisitsArgs, all: &[Figures]) -> anyhow::Result<()> {
     println!("\nmedians over {} runs:", args.runs);
     println!(
         "{:8} {:>12} {:>10} {:>10} {:>10} {:>8} {:>14}",
-        "sfu", "pkt/s", "µs/pkt", "p50 ms", "p99 ms", "loss %", "MiB/particip."
+        "sfu", "pkt/s", "µs/pkt", "p50 ms", "p99 ms", "loss %", "MiB/particip.*"
     );
     for sfu in ["bedside", "janus"] {
         if !all.iter().any(|f| f.sfu == sfu) {
@@ -486,9 +517,13 @@ fn summarise_runs(args: &VisitsArgs, all: &[Figures]) -> anyhow::Result<()> {
             of(sfu, |f| f.latency_p50_ms),
             of(sfu, |f| f.latency_p99_ms),
             of(sfu, |f| f.loss_percent),
-            of(sfu, |f| f.memory_mib_per_participant),
+            all.iter()
+                .find(|f| f.sfu == sfu)
+                .and_then(|f| f.memory_mib_per_participant)
+                .unwrap_or(f64::NAN),
         );
     }
+    println!("* resident memory growth per participant, first run");
     let ratios: Vec<f64> = all
         .chunks(2)
         .filter(|pair| pair.len() == 2)

@@ -9,6 +9,7 @@
 #     transport, ICE on this machine's own address;
 #   - `loadtest visits` with the arguments given to this script
 #     (e.g. --visits 50 --seconds 30 --runs 3 --json /tmp/visits.json).
+# BEDSIDE_ONLY=1 leaves Janus out (quicker, for comparing changes to Bedside).
 # KEEP=1 keeps the work directory (logs, the JSON report); PROFILE=1 samples
 # the bedside process with perf for 20 s of the first Bedside window and
 # prints its hottest functions (needs linux-perf).
@@ -125,9 +126,10 @@ if [ "${PROFILE:-0}" = 1 ]; then
 fi
 
 say "loadtest visits $*"
+JANUS_ARGS=(--janus "ws://127.0.0.1:$JANUS_PORT" --janus-pid "$JANUS_PID" --janus-peer-ip "$HOST_IP")
+[ "${BEDSIDE_ONLY:-0}" = 1 ] && JANUS_ARGS=()
 "$LOADTEST" visits --base "http://127.0.0.1:$HTTP_PORT" --metrics "http://$METRICS_ADDR/metrics" \
-    --bedside-pid "$BEDSIDE_PID" --admin-email loadtest.admin@bedside.test \
-    --janus "ws://127.0.0.1:$JANUS_PORT" --janus-pid "$JANUS_PID" --janus-peer-ip "$HOST_IP" "$@"
+    --bedside-pid "$BEDSIDE_PID" --admin-email loadtest.admin@bedside.test "${JANUS_ARGS[@]}" "$@"
 
 if [ "${PROFILE:-0}" = 1 ]; then
     wait "${PIDS[-1]}" 2>/dev/null || true

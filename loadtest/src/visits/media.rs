@@ -90,12 +90,27 @@ impl Tone {
     }
 }
 
-/// How much of a decoded signal's power is at the tone's frequency
-/// (Goertzel), from 0 to 1.
+/// Samples per chunk the tone check looks at: 100 ms, exactly 44 periods
+/// of the tone.
+const CHECK_CHUNK: usize = 4_800;
+
+/// How much of a decoded signal's power is at the tone's frequency, from
+/// 0 to 1: the median over 100 ms chunks, so that a lost packet (a phase
+/// jump, since nothing conceals it here) spoils one chunk, not the whole.
 pub(crate) fn tone_share(samples: &[i16]) -> f64 {
-    if samples.is_empty() {
+    let mut shares: Vec<f64> = samples
+        .chunks_exact(CHECK_CHUNK)
+        .map(chunk_tone_share)
+        .collect();
+    if shares.is_empty() {
         return 0.0;
     }
+    shares.sort_by(f64::total_cmp);
+    shares[shares.len() / 2]
+}
+
+/// The share of one chunk's power at the tone (Goertzel).
+fn chunk_tone_share(samples: &[i16]) -> f64 {
     let n = samples.len() as f64;
     let omega = 2.0 * std::f64::consts::PI * TONE_HZ / 48_000.0;
     let coefficient = 2.0 * omega.cos();
@@ -108,11 +123,11 @@ pub(crate) fn tone_share(samples: &[i16]) -> f64 {
         s2 = s1;
         s1 = s0;
     }
-    let at_tone = s1 * s1 + s2 * s2 - coefficient * s1 * s2;
     if total == 0.0 {
         return 0.0;
     }
-    // A pure sine of power P over N samples gives at_tone = N²·A²/4 and
+    let at_tone = s1 * s1 + s2 * s2 - coefficient * s1 * s2;
+    // A pure sine of amplitude A over N samples gives at_tone = N²·A²/4 and
     // total = N·A²/2, so the share is 2·at_tone/(N·total).
     (2.0 * at_tone / (n * total)).min(1.0)
 }
@@ -223,8 +238,12 @@ mod tests {
             decoded.extend_from_slice(&out[..got]);
         }
         assert!(tone_share(&decoded[SAMPLES_PER_FRAME * 10..]) > 0.9);
+        // A lost packet spoils its chunk, not the verdict.
+        let mut gapped = decoded[SAMPLES_PER_FRAME * 10..].to_vec();
+        gapped.drain(SAMPLES_PER_FRAME * 20..SAMPLES_PER_FRAME * 21);
+        assert!(tone_share(&gapped) > 0.9);
         // Silence and another frequency are not the tone.
-        assert_eq!(tone_share(&[0; 960]), 0.0);
+        assert_eq!(tone_share(&[0; 9600]), 0.0);
         let other: Vec<i16> = (0..48_000)
             .map(|n| {
                 (f64::sin(2.0 * std::f64::consts::PI * 1000.0 * n as f64 / 48_000.0) * 8000.0)

@@ -20,10 +20,14 @@
 //!   dropped with its reason.
 //! - [`endpoint`]: the one UDP socket and the loop that drives every peer
 //!   connection on it (answers offers, routes datagrams, timers, events),
-//!   and forwarding RTP onto send-only tracks it adds by renegotiation;
+//!   and forwarding RTP onto send-only tracks it adds by renegotiation.
+//!   Every connection has rtc's NACK (generator and responder, RTX for
+//!   video) and RTCP sender/receiver report interceptors. Invariant: only
+//!   connections something happened to are polled, so the cost of a packet
+//!   does not grow with the number of connections;
 //!   what the connections write leaves in `sendmmsg` batches (`batch`).
-//! - [`rooms`]: a room per visit and the task that runs the endpoint for
-//!   it: each participant's published tracks forwarded to every other
+//! - [`rooms`]: a room per visit and the loop that runs the endpoint for
+//!   it, on a thread of its own with a single-threaded runtime: each participant's published tracks forwarded to every other
 //!   participant of the room, renegotiation driven by the SFU alone (no
 //!   glare), keyframe requests on subscription and from subscribers,
 //!   rate-limited.

@@ -97,6 +97,8 @@ struct Figures {
     forwarded_packets_per_second: f64,
     cpu_us_per_forwarded_packet: f64,
     cpu_cores: f64,
+    /// Cores this load generator used meanwhile (on the same machine).
+    generator_cores: f64,
     /// The SFU process's threads going to sleep or being preempted, per
     /// second (each is a wake-up later).
     context_switches_per_second: f64,
@@ -347,6 +349,7 @@ where
     let delay_before = sfu_delay().await;
     let cpu_before = process_cpu_seconds(pid).context("reading the SFU's CPU time")?;
     let switches_before = process_context_switches(pid).unwrap_or(0);
+    let generator_before = process_cpu_seconds(std::process::id()).unwrap_or(0.0);
     let started = Instant::now();
     let start_marks = marks(people);
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
@@ -355,6 +358,7 @@ where
     let switches = process_context_switches(pid)
         .unwrap_or(0)
         .saturating_sub(switches_before);
+    let generator = process_cpu_seconds(std::process::id()).unwrap_or(0.0) - generator_before;
     let seconds = started.elapsed().as_secs_f64();
     let delay_after = sfu_delay().await;
     let rss = process_rss_bytes(pid).unwrap_or(rss_before);
@@ -401,6 +405,7 @@ where
         forwarded_packets_per_second: got as f64 / seconds,
         cpu_us_per_forwarded_packet: cpu * 1e6 / got.max(1) as f64,
         cpu_cores: cpu / seconds,
+        generator_cores: generator / seconds,
         context_switches_per_second: switches as f64 / seconds,
         latency_p50_ms: ms(latency.p50),
         latency_p99_ms: ms(latency.p99),
@@ -473,7 +478,7 @@ fn histogram_percentiles(
 fn print_row(run: usize, f: &Figures) {
     let optional = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
     println!(
-        "run {run} {:8} visits {:3} receiving {:3}/{:3}  {:8.0} pkt/s  {:6.2} µs/pkt  {:4.2} cores  {:6.0} switches/s  latency p50 {:6.2} p99 {:6.2} max {:7.2} ms  sfu p50 {} p99 {} ms  loss {:6.3} %  {} MiB/participant  tone {}/{} (min {:.2})",
+        "run {run} {:8} visits {:3} receiving {:3}/{:3}  {:8.0} pkt/s  {:6.2} µs/pkt  {:4.2} cores (generator {:4.2})  {:6.0} switches/s  latency p50 {:6.2} p99 {:6.2} max {:7.2} ms  sfu p50 {} p99 {} ms  loss {:6.3} %  {} MiB/participant  tone {}/{} (min {:.2})",
         f.sfu,
         f.visits,
         f.receiving,
@@ -481,6 +486,7 @@ fn print_row(run: usize, f: &Figures) {
         f.forwarded_packets_per_second,
         f.cpu_us_per_forwarded_packet,
         f.cpu_cores,
+        f.generator_cores,
         f.context_switches_per_second,
         f.latency_p50_ms,
         f.latency_p99_ms,

@@ -18,7 +18,7 @@ cd "$ROOT"
 
 install_base_packages
 require_toolchains
-apt_need janus janus
+[ "${BEDSIDE_ONLY:-0}" = 1 ] || apt_need janus janus
 
 # Every participant has up to two connections, each with its own sockets
 # on both ends of loopback.
@@ -59,18 +59,19 @@ until curl -fsS "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; do
     sleep 0.5
 done
 
-JANUS_PORT="$(free_port)"
-# libnice gathers no loopback candidates: Janus and its participants use
-# this machine's first IPv4 address (the packets still stay in the kernel).
-HOST_IP="$(ip -4 -o addr show scope global 2>/dev/null | awk '{ sub("/.*", "", $4); print $4; exit }')"
-[ -n "$HOST_IP" ] || HOST_IP="$(hostname -I 2>/dev/null | awk '{ print $1 }')"
-[ -n "$HOST_IP" ] || die "Janus needs a non-loopback IPv4 address on this machine"
-JANUS_LIB="$(dirname "$(dpkg -L janus | grep -m1 '/janus/plugins/libjanus_videoroom.so$')")/.."
-mkdir -p "$WORK/janus"
-# Only the videoroom plugin and the WebSocket transport are loaded.
-DISABLED_PLUGINS="$(cd "$JANUS_LIB/plugins" && ls libjanus_*.so | grep -v videoroom | paste -sd, -)"
-DISABLED_TRANSPORTS="$(cd "$JANUS_LIB/transports" && ls libjanus_*.so | grep -v websockets | paste -sd, -)"
-cat > "$WORK/janus/janus.jcfg" <<JCFG
+start_janus() {
+    JANUS_PORT="$(free_port)"
+    # libnice gathers no loopback candidates: Janus and its participants use
+    # this machine's first IPv4 address (the packets still stay in the kernel).
+    HOST_IP="$( (ip -4 -o addr show scope global 2>/dev/null || true) | awk '{ sub("/.*", "", $4); print $4; exit }')"
+    [ -n "$HOST_IP" ] || HOST_IP="$( (hostname -I 2>/dev/null || true) | awk '{ print $1 }')"
+    [ -n "$HOST_IP" ] || die "Janus needs a non-loopback IPv4 address on this machine"
+    JANUS_LIB="$(dirname "$(dpkg -L janus | grep -m1 '/janus/plugins/libjanus_videoroom.so$')")/.."
+    mkdir -p "$WORK/janus"
+    # Only the videoroom plugin and the WebSocket transport are loaded.
+    DISABLED_PLUGINS="$(cd "$JANUS_LIB/plugins" && ls libjanus_*.so | grep -v videoroom | paste -sd, -)"
+    DISABLED_TRANSPORTS="$(cd "$JANUS_LIB/transports" && ls libjanus_*.so | grep -v websockets | paste -sd, -)"
+    cat > "$WORK/janus/janus.jcfg" <<JCFG
 general: {
     configs_folder = "$WORK/janus"
     plugins_folder = "$JANUS_LIB/plugins"
@@ -91,8 +92,8 @@ plugins: { disable = "$DISABLED_PLUGINS" }
 transports: { disable = "$DISABLED_TRANSPORTS" }
 events: { broadcast = false }
 JCFG
-printf 'general: {\n}\n' > "$WORK/janus/janus.plugin.videoroom.jcfg"
-cat > "$WORK/janus/janus.transport.websockets.jcfg" <<JCFG
+    printf 'general: {\n}\n' > "$WORK/janus/janus.plugin.videoroom.jcfg"
+    cat > "$WORK/janus/janus.transport.websockets.jcfg" <<JCFG
 general: {
     json = "compact"
     ws = true
@@ -105,17 +106,24 @@ admin: {
     admin_wss = false
 }
 JCFG
-say "starting Janus $(janus --version 2>/dev/null | awk 'NR == 1 { print $4 }') on ws://127.0.0.1:$JANUS_PORT"
-janus --config="$WORK/janus/janus.jcfg" --configs-folder="$WORK/janus" --disable-colors \
-    --disable-stdout --log-file="$WORK/janus.log" > /dev/null 2>&1 &
-JANUS_PID=$!
-PIDS+=("$JANUS_PID")
-deadline=$((SECONDS + 30))
-until (exec 3<>"/dev/tcp/127.0.0.1/$JANUS_PORT") 2>/dev/null; do
-    [ "$SECONDS" -lt "$deadline" ] && kill -0 "$JANUS_PID" 2>/dev/null \
-        || { tail -30 "$WORK/janus.log" >&2; die "Janus did not start"; }
-    sleep 0.2
-done
+    say "starting Janus $(janus --version 2>/dev/null | awk 'NR == 1 { print $4 }') on ws://127.0.0.1:$JANUS_PORT"
+    janus --config="$WORK/janus/janus.jcfg" --configs-folder="$WORK/janus" --disable-colors \
+        --disable-stdout --log-file="$WORK/janus.log" > /dev/null 2>&1 &
+    JANUS_PID=$!
+    PIDS+=("$JANUS_PID")
+    deadline=$((SECONDS + 30))
+    until (exec 3<>"/dev/tcp/127.0.0.1/$JANUS_PORT") 2>/dev/null; do
+        [ "$SECONDS" -lt "$deadline" ] && kill -0 "$JANUS_PID" 2>/dev/null \
+            || { tail -30 "$WORK/janus.log" >&2; die "Janus did not start"; }
+        sleep 0.2
+    done
+}
+
+JANUS_ARGS=()
+if [ "${BEDSIDE_ONLY:-0}" != 1 ]; then
+    start_janus
+    JANUS_ARGS=(--janus "ws://127.0.0.1:$JANUS_PORT" --janus-pid "$JANUS_PID" --janus-peer-ip "$HOST_IP")
+fi
 
 if [ "${PROFILE:-0}" = 1 ]; then
     apt_need linux-perf perf
@@ -126,8 +134,6 @@ if [ "${PROFILE:-0}" = 1 ]; then
 fi
 
 say "loadtest visits $*"
-JANUS_ARGS=(--janus "ws://127.0.0.1:$JANUS_PORT" --janus-pid "$JANUS_PID" --janus-peer-ip "$HOST_IP")
-[ "${BEDSIDE_ONLY:-0}" = 1 ] && JANUS_ARGS=()
 "$LOADTEST" visits --base "http://127.0.0.1:$HTTP_PORT" --metrics "http://$METRICS_ADDR/metrics" \
     --bedside-pid "$BEDSIDE_PID" --admin-email loadtest.admin@bedside.test "${JANUS_ARGS[@]}" "$@"
 

@@ -22,10 +22,8 @@
 //!   connection on it (answers offers, routes datagrams, timers, events),
 //!   and forwarding RTP onto send-only tracks it adds by renegotiation.
 //!   Every connection has rtc's NACK (generator and responder, RTX for
-//!   video) and RTCP sender/receiver report interceptors. Invariant: only
-//!   connections something happened to are polled, so the cost of a packet
-//!   does not grow with the number of connections;
-//!   what the connections write leaves in `sendmmsg` batches (`batch`).
+//!   video) and RTCP sender/receiver report interceptors. Only connections
+//!   something happened to are polled for output;
 //! - [`rooms`]: a room per visit and the loop that runs the endpoint for
 //!   it, on a thread of its own with a single-threaded runtime: each participant's published tracks forwarded to every other
 //!   participant of the room, renegotiation driven by the SFU alone (no
@@ -36,7 +34,6 @@
 //!   continuous across layer and publisher switches (the endpoint's
 //!   forwarding keeps one per outgoing track).
 
-mod batch;
 pub mod demux;
 pub mod endpoint;
 pub mod metrics;

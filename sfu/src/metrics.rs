@@ -16,8 +16,9 @@ pub struct SfuMetrics {
     pub participants: IntGauge,
     /// Rooms with at least one connection.
     pub rooms: IntGauge,
-    /// Time from a media datagram's arrival to its forwarded copies leaving
-    /// the socket: the SFU's own share of the end-to-end latency.
+    /// Time from the SFU reading a media datagram to its forwarded copies
+    /// leaving the socket (time queued in the kernel before the read is not
+    /// in it).
     pub forward_delay: Histogram,
 }
 
@@ -47,7 +48,7 @@ impl SfuMetrics {
             forward_delay: Histogram::with_opts(
                 HistogramOpts::new(
                     "bedside_sfu_forward_delay_seconds",
-                    "Time from a media packet's arrival to its forwarded copies being sent",
+                    "Time from reading a media packet to its forwarded copies being sent",
                 )
                 .buckets(vec![
                     0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,

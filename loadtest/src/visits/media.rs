@@ -1,11 +1,14 @@
 //! What the synthetic participants send, and how a receiver tells which
 //! packet it got and when it was sent.
 //!
-//! - Audio: a 440 Hz tone, mono, 48 kHz, encoded once with libopus (the
-//!   `opus` crate) into 50 frames of 20 ms. One second holds exactly 440
-//!   periods, so the 50 frames loop without a click and a receiver can tell
-//!   a frame's place in the loop from its bytes alone: Opus payloads pass
-//!   through an SFU untouched, while sequence numbers and SSRCs do not.
+//! - Audio: a 441 Hz tone, mono, 48 kHz, encoded once with libopus (the
+//!   `opus` crate) into 50 frames of 20 ms. One second holds exactly 441
+//!   periods and no shorter run of frames holds a whole number of them, so
+//!   the 50 frames loop without a click, all differ, and a receiver can
+//!   tell a frame's place in the loop from its bytes alone: Opus payloads
+//!   pass through an SFU untouched, while sequence numbers and SSRCs do
+//!   not. (At 440 Hz the signal repeats every 100 ms, 44 periods, so
+//!   payloads five frames apart could be equal.)
 //! - Video: VP8 at 30 frames/s, each frame several RTP packets of about
 //!   1,100 bytes, a keyframe every two seconds. The frames are not decoded
 //!   by anyone (the receivers are this program), so their bodies are filler;
@@ -22,7 +25,7 @@ pub(crate) const AUDIO_FRAMES_PER_SECOND: u32 = 50;
 /// Samples per 20 ms frame at 48 kHz.
 const SAMPLES_PER_FRAME: usize = 960;
 /// The tone's frequency.
-pub(crate) const TONE_HZ: f64 = 440.0;
+pub(crate) const TONE_HZ: f64 = 441.0;
 /// Video frames per second.
 pub(crate) const VIDEO_FRAMES_PER_SECOND: u32 = 30;
 /// A keyframe every this many frames.
@@ -66,10 +69,16 @@ impl Tone {
             }
         }
         let mut place = HashMap::new();
+        let mut repeated = Vec::new();
         for (i, frame) in frames.iter().enumerate() {
-            // A repeated payload keeps its first place; the receiver then
-            // relies on sequence numbers, which it does after one packet.
-            place.entry(frame.clone()).or_insert(i);
+            if place.insert(frame.clone(), i).is_some() {
+                repeated.push(frame.clone());
+            }
+        }
+        // A payload that occurs twice has no one place: a receiver waits
+        // for one that has (after which it goes by sequence numbers).
+        for frame in repeated {
+            place.remove(&frame);
         }
         Ok(Self { frames, place })
     }
@@ -90,8 +99,9 @@ impl Tone {
     }
 }
 
-/// Samples per chunk the tone check looks at: 100 ms, exactly 44 periods
-/// of the tone.
+/// Samples per chunk the tone check looks at: 100 ms (44.1 periods of
+/// the tone; the filter is tuned to the tone itself, so the fraction of a
+/// period costs little).
 const CHECK_CHUNK: usize = 4_800;
 
 /// How much of a decoded signal's power is at the tone's frequency, from
@@ -233,7 +243,7 @@ mod tests {
         let mut decoded = Vec::new();
         let mut out = vec![0i16; SAMPLES_PER_FRAME];
         for n in 0..100 {
-            assert!(tone.place(tone.frame(n)).is_some());
+            assert_eq!(tone.place(tone.frame(n)), Some((n % 50) as usize));
             let got = decoder.decode(tone.frame(n), &mut out, false).unwrap();
             decoded.extend_from_slice(&out[..got]);
         }

@@ -3,7 +3,7 @@
 //! Janus's videoroom, so the figures come with a ratio.
 //!
 //! Every participant is a WebRTC peer made with the `webrtc` crate
-//! ([`peer`]) sending Opus audio (a 440 Hz tone encoded with libopus) and a
+//! ([`peer`]) sending Opus audio (a 441 Hz tone encoded with libopus) and a
 //! VP8 stream ([`media`]), and receiving its partner's. After every
 //! participant receives both of its partner's tracks and a warm-up, a
 //! window of `--seconds` is measured:
@@ -14,10 +14,14 @@
 //! - latency from the publisher's send to the subscriber's receipt
 //!   (every video packet carries its send time; audio packets are matched
 //!   to their send time by their place in the tone and their sequence);
-//! - for Bedside, the SFU's own share of it (datagram in to forwarded
-//!   datagram out, from its `bedside_sfu_forward_delay_seconds` histogram);
+//! - for Bedside, the SFU's own share of it (from reading a datagram to
+//!   sending its forwarded copies, from its
+//!   `bedside_sfu_forward_delay_seconds` histogram; kernel queueing before
+//!   the read is not in it);
 //! - loss: packets sent in the window that no receiver got;
-//! - the media check: received audio decodes to the tone sent.
+//! - the media check: received audio decodes to the tone sent (checked on
+//!   seconds 1 to 4 of each participant's received audio, before the
+//!   window).
 //!
 //! `scripts/loadtest-visits.sh` starts Bedside and Janus and runs this.
 
@@ -66,9 +70,10 @@ pub(crate) struct VisitsArgs {
     #[arg(long)]
     janus_pid: Option<u32>,
     /// The address the participants use with Janus: the address Janus
-    /// gathers its candidates on (libnice leaves out loopback).
-    #[arg(long, default_value = "127.0.0.1")]
-    janus_peer_ip: std::net::IpAddr,
+    /// gathers its candidates on (libnice leaves out loopback, so not
+    /// 127.0.0.1); needed with --janus.
+    #[arg(long)]
+    janus_peer_ip: Option<std::net::IpAddr>,
     /// Concurrent 1:1 visits.
     #[arg(long, default_value_t = 50)]
     visits: usize,
@@ -135,7 +140,10 @@ pub(crate) async fn run(args: VisitsArgs) -> anyhow::Result<()> {
             let pid = args
                 .janus_pid
                 .context("--janus-pid is needed with --janus")?;
-            let janus = measure_janus(&args, &shared, url, pid, run).await?;
+            let ip = args
+                .janus_peer_ip
+                .context("--janus-peer-ip is needed with --janus")?;
+            let janus = measure_janus(&args, &shared, url, pid, ip, run).await?;
             print_row(run, &janus);
             all.push(janus);
         }
@@ -239,6 +247,7 @@ async fn measure_janus(
     shared: &Arc<Shared>,
     url: &str,
     pid: u32,
+    ip: std::net::IpAddr,
     run: usize,
 ) -> anyhow::Result<Figures> {
     let rss_before = process_rss_bytes(pid).context("reading janus's memory")?;
@@ -259,7 +268,7 @@ async fn measure_janus(
         published.push(
             janus::publish(
                 url,
-                args.janus_peer_ip,
+                ip,
                 room(i / 2),
                 feed(i),
                 participant.clone(),
@@ -272,14 +281,7 @@ async fn measure_janus(
     let mut connections = Vec::new();
     for (i, published) in published.into_iter().enumerate() {
         connections.extend(
-            janus::subscribe(
-                published,
-                args.janus_peer_ip,
-                feed(i ^ 1),
-                people[i].clone(),
-                stop.clone(),
-            )
-            .await?,
+            janus::subscribe(published, ip, feed(i ^ 1), people[i].clone(), stop.clone()).await?,
         );
     }
     let figures = measure_window(
@@ -530,10 +532,14 @@ fn summarise_runs(args: &VisitsArgs, all: &[Figures]) -> anyhow::Result<()> {
         );
     }
     println!("* resident memory growth per participant, first run");
+    // Each run measured Bedside, then Janus: pair them by run.
     let ratios: Vec<f64> = all
-        .chunks(2)
-        .filter(|pair| pair.len() == 2)
-        .map(|pair| pair[0].cpu_us_per_forwarded_packet / pair[1].cpu_us_per_forwarded_packet)
+        .iter()
+        .filter(|f| f.sfu == "bedside")
+        .zip(all.iter().filter(|f| f.sfu == "janus"))
+        .map(|(bedside, janus)| {
+            bedside.cpu_us_per_forwarded_packet / janus.cpu_us_per_forwarded_packet
+        })
         .collect();
     let ratio = (!ratios.is_empty()).then(|| median(ratios));
     if let Some(ratio) = ratio {

@@ -196,9 +196,12 @@ async fn receive(participant: Arc<Participant>, track: Arc<dyn TrackRemote>, kin
                 reception.audio_started.store(true, Ordering::Relaxed);
                 if let Some(decoder) = decoder.as_mut()
                     && TONE_CHECK_PACKETS.contains(&audio.count)
-                    && let Ok(n) = decoder.decode(&packet.payload, &mut frame, false)
                 {
-                    decoded.extend_from_slice(&frame[..n]);
+                    // A packet that does not decode adds nothing (and so
+                    // lowers the share of the chunk it falls in).
+                    if let Ok(n) = decoder.decode(&packet.payload, &mut frame, false) {
+                        decoded.extend_from_slice(&frame[..n]);
+                    }
                     if audio.count + 1 == TONE_CHECK_PACKETS.end {
                         *reception.tone_share.lock().expect("tone") =
                             Some(media::tone_share(&decoded));

@@ -101,7 +101,7 @@ pub enum Event {
         track: String,
         /// The packet.
         packet: rtc::rtp::Packet,
-        /// When the datagram that carried it arrived (for
+        /// When the datagram that carried it was read from the socket (for
         /// [`Endpoint::forward`]'s delay measurement).
         received_at: Instant,
     },
@@ -226,10 +226,10 @@ pub struct Endpoint {
     /// (re-armed only when that instant changes).
     timer: Pin<Box<tokio::time::Sleep>>,
     timer_at: Option<Instant>,
-    /// When the first datagram not yet polled out of each connection came.
+    /// When the first datagram not yet polled out of each connection was read.
     arrived: HashMap<PeerId, Instant>,
-    /// Arrival times of the packets forwarded since the last flush, and the
-    /// histogram their in-to-out delay goes to.
+    /// Read times of the packets forwarded since the last flush, and the
+    /// histogram their read-to-send delay goes to.
     forwarded_arrivals: Vec<Instant>,
     forward_delay: Option<Histogram>,
     receive_buffer: Vec<u8>,
@@ -498,7 +498,7 @@ impl Endpoint {
     /// `switch`: a packet from another source than the track's current one
     /// switches the track to it (a keyframe of the source wanted now);
     /// without it such a packet is not sent. `received_at`: when the
-    /// packet's datagram arrived ([`Event::Rtp`]). Returns whether it was sent.
+    /// packet's datagram was read ([`Event::Rtp`]). Returns whether it was sent.
     ///
     /// # Errors
     /// When the connection or the track does not exist, or the remote side
@@ -568,8 +568,9 @@ impl Endpoint {
     /// # Errors
     /// When the socket fails.
     pub async fn next_event(&mut self) -> Result<Event, EndpointError> {
-        // One receive buffer for the endpoint's life (allocating and zeroing
-        // one per call showed in profiles); a cancelled call drops it.
+        // One receive buffer kept across calls (allocating and zeroing one
+        // per call showed in profiles); a cancelled call drops it, and the
+        // next allocates a new one.
         let mut buffer = std::mem::take(&mut self.receive_buffer);
         if buffer.is_empty() {
             buffer = vec![0u8; 2048];

@@ -244,3 +244,16 @@ end_loadtest() {
     stop_postgres "$WORK/pg"
     if [ "${KEEP:-0}" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
 }
+
+# Starts `$BEDSIDE serve` in the background (log in $WORK/bedside.log, pid in
+# $BEDSIDE_PID and $PIDS) and waits until $HTTP_PORT answers /readyz.
+start_bedside_serve() {
+    "$BEDSIDE" serve > "$WORK/bedside.log" 2>&1 &
+    BEDSIDE_PID=$!
+    PIDS+=("$BEDSIDE_PID")
+    local deadline=$((SECONDS + 60))
+    until curl -fsS "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; do
+        [ "$SECONDS" -lt "$deadline" ] || { tail -30 "$WORK/bedside.log" >&2; die "bedside did not become ready"; }
+        sleep 0.5
+    done
+}

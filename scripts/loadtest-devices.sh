@@ -77,13 +77,7 @@ start_mosquitto "$WORK/passthrough" "$PASSTHROUGH_PORT"
 export LOADTEST_PASSTHROUGH_PASSWORD="$PASSTHROUGH_PASSWORD"
 
 say "starting bedside serve on http://127.0.0.1:$HTTP_PORT"
-"$BEDSIDE" serve > "$WORK/bedside.log" 2>&1 &
-PIDS+=($!)
-deadline=$((SECONDS + 60))
-until curl -fsS "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; do
-    [ "$SECONDS" -lt "$deadline" ] || { tail -30 "$WORK/bedside.log" >&2; die "bedside did not become ready"; }
-    sleep 0.5
-done
+start_bedside_serve
 
 psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qAt -d bedside -c "SELECT pg_stat_statements_reset()" >/dev/null
 PROFILE_ARGS=()

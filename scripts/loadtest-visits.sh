@@ -50,14 +50,7 @@ echo "$LOADTEST_ADMIN_PASSWORD" | "$BEDSIDE" users create --role admin \
     --email loadtest.admin@bedside.test --name "Load Test Admin" >/dev/null
 
 say "starting bedside serve on http://127.0.0.1:$HTTP_PORT (media on $BEDSIDE_VISITS__MEDIA_UDP)"
-"$BEDSIDE" serve > "$WORK/bedside.log" 2>&1 &
-BEDSIDE_PID=$!
-PIDS+=("$BEDSIDE_PID")
-deadline=$((SECONDS + 60))
-until curl -fsS "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; do
-    [ "$SECONDS" -lt "$deadline" ] || { tail -30 "$WORK/bedside.log" >&2; die "bedside did not become ready"; }
-    sleep 0.5
-done
+start_bedside_serve
 
 start_janus() {
     JANUS_PORT="$(free_port)"

@@ -47,8 +47,8 @@ use rtc::peer_connection::transport::{
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpRtxParameters,
-    RtpCodecKind,
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability,
+    RTCRtpRtxParameters, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{
     RTCRtpReceiverId, RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit,
@@ -104,8 +104,14 @@ pub enum Event {
         /// When the datagram that carried it was read from the socket (for
         /// [`Endpoint::forward`]'s delay measurement).
         received_at: Instant,
+        /// The audio level the publisher measured (RFC 6464: −dBov, 0–127),
+        /// when the packet carries one.
+        audio_level: Option<u8>,
     },
 }
+
+/// The RTP header extension carrying a frame's audio level (RFC 6464).
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
 /// Why the endpoint could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -216,6 +222,9 @@ pub struct Endpoint {
     outgoing: HashMap<(PeerId, RTCRtpSenderId), Outgoing>,
     /// Each incoming stream's receiver, by SSRC (keyframe requests go there).
     incoming: HashMap<(PeerId, u32), RTCRtpReceiverId>,
+    /// The header extension id negotiated for audio levels, by incoming
+    /// audio stream.
+    audio_level_ids: HashMap<(PeerId, u32), u8>,
     next_id: u64,
     events: std::collections::VecDeque<Event>,
     /// Connections to poll for output at the next flush.
@@ -259,6 +268,7 @@ impl Endpoint {
             peers: HashMap::new(),
             outgoing: HashMap::new(),
             incoming: HashMap::new(),
+            audio_level_ids: HashMap::new(),
             next_id: 0,
             events: std::collections::VecDeque::new(),
             touched: HashSet::new(),
@@ -304,6 +314,15 @@ impl Endpoint {
         let password = random_token(32);
         let mut media = MediaEngine::default();
         media.register_default_codecs()?;
+        // Browsers put each audio frame's level in this extension: who
+        // speaks, without decoding (see `crate::speakers`).
+        media.register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: AUDIO_LEVEL_URI.to_owned(),
+            },
+            RtpCodecKind::Audio,
+            None,
+        )?;
         // NACK: lost packets are asked again of publishers and resent to
         // subscribers from a buffer (over RTX where negotiated; the engine
         // unwraps a publisher's RTX into its stream). RTCP sender and
@@ -545,6 +564,19 @@ impl Endpoint {
         Ok(true)
     }
 
+    /// The connection's cumulative counters now (see [`crate::stats`]).
+    ///
+    /// # Errors
+    /// When the connection does not exist.
+    pub fn stats(&mut self, peer: PeerId) -> Result<crate::stats::Counters, EndpointError> {
+        let pc = self
+            .peers
+            .get_mut(&peer)
+            .ok_or(EndpointError::NoPeer(peer))?;
+        let report = pc.get_stats(Instant::now(), rtc::statistics::StatsSelector::None);
+        Ok(crate::stats::Counters::from_report(&report))
+    }
+
     /// Closes a connection and forgets it.
     pub fn close(&mut self, peer: PeerId) {
         if let Some(mut pc) = self.peers.remove(&peer) {
@@ -553,6 +585,7 @@ impl Endpoint {
         self.router.remove(&peer);
         self.outgoing.retain(|(owner, _), _| *owner != peer);
         self.incoming.retain(|(owner, _), _| *owner != peer);
+        self.audio_level_ids.retain(|(owner, _), _| *owner != peer);
         self.touched.remove(&peer);
         self.timers.remove(&peer);
         self.arrived.remove(&peer);
@@ -707,7 +740,13 @@ impl Endpoint {
                         _ => {}
                     },
                     RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
-                        if let Some(event) = track_opened(pc, peer, init, &mut self.incoming) {
+                        if let Some(event) = track_opened(
+                            pc,
+                            peer,
+                            init,
+                            &mut self.incoming,
+                            &mut self.audio_level_ids,
+                        ) {
                             self.events.push_back(event);
                         }
                     }
@@ -716,12 +755,19 @@ impl Endpoint {
             }
             while let Some(TaggedRTCMessage { message, .. }) = pc.poll_read() {
                 match message {
-                    RTCMessage::RtpPacket(track, packet) => self.events.push_back(Event::Rtp {
-                        peer,
-                        track,
-                        packet,
-                        received_at,
-                    }),
+                    RTCMessage::RtpPacket(track, packet) => {
+                        let audio_level = self
+                            .audio_level_ids
+                            .get(&(peer, packet.header.ssrc))
+                            .and_then(|id| audio_level(&packet.header, *id));
+                        self.events.push_back(Event::Rtp {
+                            peer,
+                            track,
+                            packet,
+                            received_at,
+                            audio_level,
+                        });
+                    }
                     RTCMessage::RtcpPacket(_, packets) => {
                         for media_ssrc in keyframe_requests(&packets) {
                             // Which of this connection's outgoing tracks it names.
@@ -790,12 +836,24 @@ fn track_opened(
     peer: PeerId,
     init: rtc::peer_connection::event::RTCTrackEventInit,
     incoming: &mut HashMap<(PeerId, u32), RTCRtpReceiverId>,
+    audio_level_ids: &mut HashMap<(PeerId, u32), u8>,
 ) -> Option<Event> {
-    let receiver = pc.rtp_receiver(init.receiver_id)?;
+    let mut receiver = pc.rtp_receiver(init.receiver_id)?;
     let track = receiver.track();
     let codec = track.codec(init.ssrc)?.clone();
     let kind = track.kind();
     incoming.insert((peer, init.ssrc), init.receiver_id);
+    if kind == RtpCodecKind::Audio
+        && let Some(id) = receiver
+            .get_parameters()
+            .rtp_parameters
+            .header_extensions
+            .iter()
+            .find(|extension| extension.uri == AUDIO_LEVEL_URI)
+            .and_then(|extension| u8::try_from(extension.id).ok())
+    {
+        audio_level_ids.insert((peer, init.ssrc), id);
+    }
     Some(Event::Track {
         peer,
         track: init.track_id,
@@ -804,6 +862,15 @@ fn track_opened(
         ssrc: init.ssrc,
         rid: init.rid,
     })
+}
+
+/// The level in a packet's audio-level extension `id` (RFC 6464 §3: the
+/// low 7 bits of its first byte; the top bit is the sender's voice flag).
+fn audio_level(header: &rtc::rtp::header::Header, id: u8) -> Option<u8> {
+    header
+        .get_extension(id)
+        .and_then(|data| data.first().copied())
+        .map(|byte| byte & 0x7f)
 }
 
 /// The media SSRCs that PLIs and FIRs in a compound RTCP packet ask

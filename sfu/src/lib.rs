@@ -30,6 +30,12 @@
 //!   glare), keyframe requests on subscription and from subscribers,
 //!   rate-limited.
 //! - [`metrics`]: Prometheus counters and gauges, without labels.
+//! - [`speakers`]: who speaks in a room, from the audio levels (RFC 6464)
+//!   browsers put in their packets; the dominant speaker changes only after
+//!   a sustained lead.
+//! - [`stats`]: each participant's bitrate, loss, jitter and round-trip
+//!   time in both directions, sampled from the engine every two seconds,
+//!   sent to the room's signaling and counted into Prometheus histograms.
 //! - [`rewrite`]: one outgoing track's sequence numbers and timestamps,
 //!   continuous across layer and publisher switches (the endpoint's
 //!   forwarding keeps one per outgoing track).
@@ -39,3 +45,5 @@ pub mod endpoint;
 pub mod metrics;
 pub mod rewrite;
 pub mod rooms;
+pub mod speakers;
+pub mod stats;

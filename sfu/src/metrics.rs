@@ -1,7 +1,9 @@
-//! The SFU's Prometheus metrics. No labels: counts over the whole SFU,
-//! never a room's, participant's or patient's id.
+//! The SFU's Prometheus metrics: counts over the whole SFU, never a room's,
+//! participant's or patient's id (the only label is a direction).
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Registry};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntGauge, Registry};
+
+use crate::stats::ParticipantStats;
 
 /// Counters and gauges the SFU task keeps up to date.
 #[derive(Debug, Clone)]
@@ -20,6 +22,15 @@ pub struct SfuMetrics {
     /// leaving the socket (time queued in the kernel before the read is not
     /// in it).
     pub forward_delay: Histogram,
+    /// Participants' bitrate per statistics interval, by `direction`
+    /// (`sending`: participant → SFU, `receiving`: SFU → participant).
+    pub participant_bitrate: HistogramVec,
+    /// Participants' packet loss per interval (0–1), by `direction`.
+    pub participant_loss: HistogramVec,
+    /// Participants' jitter, seconds, by `direction`.
+    pub participant_jitter: HistogramVec,
+    /// Participants' round-trip time to the SFU, seconds.
+    pub participant_round_trip: Histogram,
 }
 
 impl SfuMetrics {
@@ -56,6 +67,77 @@ impl SfuMetrics {
                 ]),
             )
             .expect("valid metric"),
+            participant_bitrate: HistogramVec::new(
+                HistogramOpts::new(
+                    "bedside_sfu_participant_bitrate_bits_per_second",
+                    "Video-visit participants' media bitrate over each statistics interval",
+                )
+                .buckets(vec![
+                    16e3, 32e3, 64e3, 128e3, 256e3, 512e3, 1e6, 2e6, 4e6, 8e6,
+                ]),
+                &["direction"],
+            )
+            .expect("valid metric"),
+            participant_loss: HistogramVec::new(
+                HistogramOpts::new(
+                    "bedside_sfu_participant_loss_ratio",
+                    "Share of video-visit participants' packets lost over each statistics interval",
+                )
+                .buckets(vec![0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5]),
+                &["direction"],
+            )
+            .expect("valid metric"),
+            participant_jitter: HistogramVec::new(
+                HistogramOpts::new(
+                    "bedside_sfu_participant_jitter_seconds",
+                    "Interarrival jitter of video-visit participants' media",
+                )
+                .buckets(vec![0.001, 0.002_5, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25]),
+                &["direction"],
+            )
+            .expect("valid metric"),
+            participant_round_trip: Histogram::with_opts(
+                HistogramOpts::new(
+                    "bedside_sfu_participant_round_trip_seconds",
+                    "Round-trip time between video-visit participants and the SFU",
+                )
+                .buckets(vec![
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0,
+                ]),
+            )
+            .expect("valid metric"),
+        }
+    }
+
+    /// Counts one participant's statistics interval.
+    pub fn observe_participant(&self, stats: &ParticipantStats) {
+        let directions = [
+            (
+                "sending",
+                stats.sending_bps,
+                stats.sending_loss,
+                stats.sending_jitter,
+            ),
+            (
+                "receiving",
+                stats.receiving_bps,
+                stats.receiving_loss,
+                stats.receiving_jitter,
+            ),
+        ];
+        for (direction, bps, loss, jitter) in directions {
+            self.participant_bitrate
+                .with_label_values(&[direction])
+                .observe(bps as f64);
+            self.participant_loss
+                .with_label_values(&[direction])
+                .observe(loss);
+            self.participant_jitter
+                .with_label_values(&[direction])
+                .observe(jitter);
+        }
+        if let Some(round_trip) = stats.round_trip {
+            self.participant_round_trip.observe(round_trip);
         }
     }
 
@@ -69,6 +151,10 @@ impl SfuMetrics {
         let _ = registry.register(Box::new(metrics.participants.clone()));
         let _ = registry.register(Box::new(metrics.rooms.clone()));
         let _ = registry.register(Box::new(metrics.forward_delay.clone()));
+        let _ = registry.register(Box::new(metrics.participant_bitrate.clone()));
+        let _ = registry.register(Box::new(metrics.participant_loss.clone()));
+        let _ = registry.register(Box::new(metrics.participant_jitter.clone()));
+        let _ = registry.register(Box::new(metrics.participant_round_trip.clone()));
         metrics
     }
 }

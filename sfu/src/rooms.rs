@@ -34,12 +34,14 @@ use uuid::Uuid;
 
 use crate::endpoint::{Endpoint, EndpointError, Event, PeerId};
 use crate::metrics::SfuMetrics;
+use crate::speakers::{RoomSpeech, SPEECH_INTERVAL, Speakers};
+use crate::stats::{Counters, ParticipantStats, STATS_INTERVAL};
 
 /// At most one keyframe request per publisher stream this often.
 pub const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What the SFU tells one participant's signaling.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Signal {
     /// An offer to answer with [`Sfu::answer`] (tracks added or stopped).
     Offer(String),
@@ -47,6 +49,12 @@ pub enum Signal {
     Connected,
     /// The connection failed or closed; publish again to reconnect.
     Disconnected,
+    /// Who speaks in the participant's room changed ([`crate::speakers`]).
+    Speakers(Speakers),
+    /// The connection statistics of everyone in the participant's room
+    /// with a connection, every [`STATS_INTERVAL`] (signaling decides who
+    /// may see whose).
+    Stats(std::sync::Arc<Vec<(Uuid, ParticipantStats)>>),
 }
 
 /// Why the SFU refused.
@@ -151,6 +159,9 @@ impl Sfu {
                         last_keyframe_request: HashMap::new(),
                         deferred_keyframes: std::collections::HashSet::new(),
                         connected: std::collections::HashSet::new(),
+                        speech: HashMap::new(),
+                        counters: HashMap::new(),
+                        stats_due: Instant::now() + STATS_INTERVAL,
                         metrics: task_metrics,
                     };
                     if ready.send(Ok(advertised)).is_ok() {
@@ -301,20 +312,30 @@ struct Rooms {
     deferred_keyframes: std::collections::HashSet<(PeerId, u32)>,
     /// Connections whose ICE and DTLS are up.
     connected: std::collections::HashSet<PeerId>,
+    /// Who speaks, by room.
+    speech: HashMap<Uuid, RoomSpeech>,
+    /// Each participant's counters at the last statistics sample, and when.
+    counters: HashMap<Uuid, (Instant, Counters)>,
+    /// When the next statistics sample is taken.
+    stats_due: Instant,
     metrics: SfuMetrics,
 }
 
 enum Next {
     Command(Option<Command>),
     Event(Result<Event, EndpointError>),
+    Tick,
 }
 
 impl Rooms {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut ticks = tokio::time::interval(SPEECH_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next = tokio::select! {
                 command = commands.recv() => Next::Command(command),
                 event = self.endpoint.next_event() => Next::Event(event),
+                _ = ticks.tick() => Next::Tick,
             };
             // Media packets change no room and need no offer: the per-room
             // bookkeeping runs after anything else only, not per packet.
@@ -322,6 +343,7 @@ impl Rooms {
             match next {
                 Next::Command(Some(command)) => self.command(command),
                 Next::Command(None) => return,
+                Next::Tick => self.tick(),
                 Next::Event(Ok(event)) => self.event(event),
                 Next::Event(Err(error)) => {
                     tracing::error!(%error, "the SFU socket failed; video visits stop");
@@ -332,6 +354,61 @@ impl Rooms {
                 self.negotiate();
                 self.count();
             }
+        }
+    }
+
+    /// Tells each room who speaks when that changed, and every
+    /// [`STATS_INTERVAL`] everyone's connection statistics.
+    fn tick(&mut self) {
+        let mut changes = Vec::new();
+        for (room, speech) in &mut self.speech {
+            if let Some(speakers) = speech.evaluate() {
+                changes.push((*room, speakers));
+            }
+        }
+        for (room, speakers) in changes {
+            self.tell_room(room, &Signal::Speakers(speakers));
+        }
+        let now = Instant::now();
+        if now >= self.stats_due {
+            self.stats_due = now + STATS_INTERVAL;
+            self.sample_stats(now);
+        }
+    }
+
+    /// Samples every connection's counters; sends each room the interval's
+    /// statistics of its participants and counts them into the metrics.
+    fn sample_stats(&mut self, now: Instant) {
+        let mut by_room: HashMap<Uuid, Vec<(Uuid, ParticipantStats)>> = HashMap::new();
+        for (id, participant) in &self.participants {
+            if !self.connected.contains(&participant.peer) {
+                continue;
+            }
+            let Ok(counters) = self.endpoint.stats(participant.peer) else {
+                continue;
+            };
+            let previous = self.counters.insert(*id, (now, counters));
+            let Some((then, before)) = previous else {
+                // The first sample only starts the interval.
+                continue;
+            };
+            let stats = ParticipantStats::between(&before, &counters, now.duration_since(then));
+            self.metrics.observe_participant(&stats);
+            by_room
+                .entry(participant.room)
+                .or_default()
+                .push((*id, stats));
+        }
+        for (room, mut stats) in by_room {
+            stats.sort_unstable_by_key(|(id, _)| *id);
+            self.tell_room(room, &Signal::Stats(std::sync::Arc::new(stats)));
+        }
+    }
+
+    /// Sends `signal` to every participant of `room` with a connection.
+    fn tell_room(&self, room: Uuid, signal: &Signal) {
+        for participant in self.participants.values().filter(|p| p.room == room) {
+            let _ = participant.signals.send(signal.clone());
         }
     }
 
@@ -500,7 +577,21 @@ impl Rooms {
         self.by_peer.remove(&p.peer);
         self.endpoint.close(p.peer);
         self.forget_peer(p.peer);
+        self.forget_participant(p.room, participant);
         tracing::info!(peer = p.peer.0, "participant left the SFU");
+    }
+
+    /// Drops a participant who has no connection any more from the room's
+    /// speech and the statistics.
+    fn forget_participant(&mut self, room: Uuid, participant: Uuid) {
+        self.counters.remove(&participant);
+        if let Some(speech) = self.speech.get_mut(&room) {
+            // The others hear of it at the next evaluation.
+            speech.forget(participant);
+        }
+        if !self.participants.values().any(|p| p.room == room) {
+            self.speech.remove(&room);
+        }
     }
 
     /// Removes what a closed connection published (the subscribers' copies
@@ -555,6 +646,7 @@ impl Rooms {
                     && let Some(p) = self.participants.remove(&participant)
                 {
                     let _ = p.signals.send(Signal::Disconnected);
+                    self.forget_participant(p.room, participant);
                 }
                 self.forget_peer(peer);
             }
@@ -571,7 +663,8 @@ impl Rooms {
                 track,
                 packet,
                 received_at,
-            } => self.forward(peer, &track, packet, received_at),
+                audio_level,
+            } => self.forward(peer, &track, packet, received_at, audio_level),
             Event::KeyframeWanted { peer, sender } => {
                 let source = self.published.iter().find_map(|((publisher, _), track)| {
                     track
@@ -637,6 +730,7 @@ impl Rooms {
         track: &str,
         packet: rtc::rtp::Packet,
         received_at: Instant,
+        audio_level: Option<u8>,
     ) {
         let ssrc = packet.header.ssrc;
         if !self.deferred_keyframes.is_empty()
@@ -656,6 +750,12 @@ impl Rooms {
         if packet.header.ssrc != published.ssrc {
             // Another simulcast layer (see `track_opened`).
             return;
+        }
+        if let Some(level) = audio_level {
+            self.speech
+                .entry(published.room)
+                .or_default()
+                .observe(published.publisher, level);
         }
         let bytes = packet.payload.len() as u64;
         for sub in &mut published.subscriptions {

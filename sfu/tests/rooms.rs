@@ -20,6 +20,8 @@ mod support;
 struct Participant {
     id: Uuid,
     received: mpsc::UnboundedReceiver<(u8, u16)>,
+    /// The SFU's signals other than offers (which `join` answers).
+    signals: mpsc::UnboundedReceiver<Signal>,
 }
 
 /// Connects a participant sending `packets` packets tagged `tag` to `room`,
@@ -34,6 +36,7 @@ async fn join(sfu: &Sfu, room: Uuid, id: Uuid, tag: u8, packets: u16) -> Partici
     let remote = offering.start(answer);
     let offers = remote.offers.clone();
     let handle = sfu.clone();
+    let (others, other_signals) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(signal) = signal_rx.recv().await {
             if let Signal::Offer(offer) = signal {
@@ -43,12 +46,15 @@ async fn join(sfu: &Sfu, room: Uuid, id: Uuid, tag: u8, packets: u16) -> Partici
                 }
                 let Ok(answer) = answer.await else { return };
                 handle.answer(id, answer).await.expect("answer accepted");
+            } else {
+                let _ = others.send(signal);
             }
         }
     });
     Participant {
         id,
         received: remote.received,
+        signals: other_signals,
     }
 }
 
@@ -160,4 +166,56 @@ async fn participants_receive_their_room_only_and_a_reconnection_is_received_aga
     assert_eq!(sfu.metrics().participants.get(), 4);
     assert_eq!(sfu.metrics().rooms.get(), 2);
     assert!(sfu.metrics().forwarded_packets.get() >= 160);
+}
+
+#[tokio::test]
+async fn each_participant_gets_the_connection_statistics_of_its_room() {
+    let sfu = sfu().await;
+    let (visit, other_visit) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut clinician = join(&sfu, visit, Uuid::new_v4(), 0xC1, 3000).await;
+    let patient = join(&sfu, visit, Uuid::new_v4(), 0xA7, 3000).await;
+    let stranger = join(&sfu, other_visit, Uuid::new_v4(), 0x5E, 3000).await;
+    let (p, s) = (patient.id, stranger.id);
+
+    // Each sends 100 packets of 100 bytes a second and receives the
+    // other's: both directions carry traffic in the statistics.
+    let stats = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let Some(signal) = clinician.signals.recv().await else {
+                panic!("the clinician's signals ended");
+            };
+            let Signal::Stats(stats) = signal else {
+                continue;
+            };
+            assert!(
+                stats.iter().all(|(id, _)| *id != s),
+                "another visit's participant in the statistics"
+            );
+            let flowing = stats.len() == 2
+                && stats
+                    .iter()
+                    .all(|(_, st)| st.sending_bps > 0 && st.receiving_bps > 0);
+            if flowing {
+                return stats;
+            }
+        }
+    })
+    .await
+    .expect("statistics with traffic both ways within the deadline");
+    let (_, patient_stats) = stats.iter().find(|(id, _)| *id == p).expect("the patient");
+    // 100 payload bytes, 100 times a second: 80 kbit/s, with slack for
+    // the start of the interval and the pacing of the test's peers.
+    assert!(
+        (20_000..=200_000).contains(&patient_stats.sending_bps),
+        "{patient_stats:?}"
+    );
+    assert!(patient_stats.sending_loss < 0.5, "{patient_stats:?}");
+    assert!(
+        patient_stats
+            .round_trip
+            .is_some_and(|rtt| rtt > 0.0 && rtt < 1.0),
+        "{patient_stats:?}"
+    );
+    assert!(sfu.metrics().participant_round_trip.get_sample_count() > 0);
+    drop((patient, stranger));
 }

@@ -222,6 +222,18 @@ describe('a video visit between two browsers through the SFU', { timeout: 300_00
     await phase(patient, 'in_call');
     const patientSaw = await receivesMedia(patient, 'clinician');
     const clinicianSaw = await receivesMedia(clinician, 'patient');
+    // Connection statistics measured by the server: the clinician sees the patient's on their
+    // tile; the patient sees their own connection named.
+    const patientTile = clinician.locator('[data-testid="remote-tile"][data-role="patient"]');
+    await expectText(patientTile.getByTestId('tile-connection'), /connection: ↑ \d+(\.\d)? [kM]b\/s .*↓ .* jitter \d{1,3} ms · RTT \d+ ms/);
+    await poll('the patient told how their connection is', async () => ['good', 'fair', 'poor'].includes(await patient.getByTestId('own-connection').getAttribute('data-quality')));
+    // Audio levels: with the clinician's microphone muted, the patient (their fake microphone
+    // beeps) is the one speaking, and the dominant speaker on both sides.
+    await clinician.getByRole('button', { name: 'Mute microphone' }).click();
+    await poll('the patient as the dominant speaker on the clinician\'s page', async () => (await patientTile.getAttribute('data-speaking')) === 'true' && /\bdominant\b/.test((await patientTile.getAttribute('class')) ?? ''));
+    const clinicianTile = patient.locator('[data-testid="remote-tile"][data-role="clinician"]');
+    await poll('the muted clinician not speaking on the patient\'s page', async () => (await clinicianTile.getAttribute('data-speaking')) === 'false' && (await patient.getByTestId('self-view').getAttribute('data-speaking')) === 'true');
+    await clinician.getByRole('button', { name: 'Unmute microphone' }).click();
     await patient.screenshot({ path: join(results, 'visit-patient.png'), fullPage: true });
     await clinician.screenshot({ path: join(results, 'visit-clinician.png'), fullPage: true });
     // During the call a reading published by the patient's oximeter appears in the clinician's
@@ -243,6 +255,8 @@ describe('a video visit between two browsers through the SFU', { timeout: 300_00
     assert.ok(value('bedside_sfu_forwarded_packets_total') > 100, `forwarded packets in:\n${metrics.split('\n').filter((l) => l.startsWith('bedside_sfu')).join('\n')}`);
     assert.equal(value('bedside_sfu_participants'), 2);
     assert.equal(value('bedside_sfu_rooms'), 1);
+    assert.ok(value('bedside_sfu_participant_round_trip_seconds_count') > 0, 'round trips measured');
+    assert.match(metrics, /^bedside_sfu_participant_loss_ratio_count\{direction="receiving"\} \d+/m);
 
     // The clinician invites an interpreter: the guest opens the single-use link, waits, is
     // admitted, and all three see and hear each other.

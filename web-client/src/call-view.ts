@@ -2,6 +2,7 @@
 // toggles, chat, and leave (the clinician's page adds the waiting list and "End visit").
 import { type CallHandlers, type ChatMessage, type Participant, VisitCall } from './call';
 import { h, replaceChildren } from './dom';
+import { describe, quality } from './lib/connection';
 
 export interface CallView {
   call: VisitCall;
@@ -34,6 +35,9 @@ export function startCallView(opts: CallViewOptions): CallView {
   selfVideo.muted = true;
   selfVideo.srcObject = opts.local;
   const status = h('p', { class: 'call-status', role: 'status', 'aria-live': 'polite' });
+  // The user's own connection as the server measures it: a weak network is named before the
+  // others have to say "you froze".
+  const ownConnection = h('p', { class: 'own-connection', 'data-testid': 'own-connection', hidden: true });
   const chatLog = h('ol', { class: 'chat-log', 'aria-label': 'Chat messages', 'data-testid': 'chat-log' });
   const chatInput = h('input', { type: 'text', maxlength: 2000, 'aria-label': 'Chat message', autocomplete: 'off' });
   const tileFor = new Map<string, HTMLElement>();
@@ -85,6 +89,37 @@ export function startCallView(opts: CallViewOptions): CallView {
       root.dataset.media = connected ? 'connected' : 'disconnected';
       opts.handlers?.media?.(connected);
     },
+    speakers: (dominant, speaking) => {
+      const talking = new Set(speaking);
+      for (const [id, tile] of tileFor) {
+        tile.dataset.speaking = String(talking.has(id));
+        tile.classList.toggle('dominant', id === dominant);
+      }
+      selfVideo.dataset.speaking = String(call.participantId !== null && talking.has(call.participantId));
+      opts.handlers?.speakers?.(dominant, speaking);
+    },
+    stats: (list) => {
+      for (const entry of list) {
+        const level = quality(entry);
+        if (entry.participant_id === call.participantId) {
+          ownConnection.hidden = false;
+          ownConnection.dataset.quality = level;
+          ownConnection.textContent =
+            level === 'poor' ? 'Your connection is weak: others may not see or hear you well.' : level === 'fair' ? 'Your connection is unsteady.' : 'Your connection is good.';
+          continue;
+        }
+        const tile = tileFor.get(entry.participant_id);
+        if (!tile) continue;
+        tile.dataset.quality = level;
+        let line = tile.querySelector<HTMLElement>('.tile-connection');
+        if (!line) {
+          line = h('small', { class: 'tile-connection', 'data-testid': 'tile-connection' });
+          tile.append(line);
+        }
+        line.textContent = `${level === 'good' ? 'Good' : level === 'fair' ? 'Fair' : 'Poor'} connection: ${describe(entry)}`;
+      }
+      opts.handlers?.stats?.(list);
+    },
   };
   const call = new VisitCall(opts.appointmentId, opts.token, opts.local, handlers);
   if (opts.watchPatient) call.watch(opts.watchPatient);
@@ -123,6 +158,7 @@ export function startCallView(opts: CallViewOptions): CallView {
     'section',
     { class: 'call', 'aria-label': 'Video call', 'data-testid': 'call' },
     status,
+    ownConnection,
     h('div', { class: 'call-stage' }, tiles, selfVideo),
     h('div', { class: 'call-controls' }, micButton, camButton, ...(opts.extraControls?.(call) ?? []), leave),
     h('section', { class: 'chat', 'aria-label': 'Chat' }, h('h2', { class: 'small-heading' }, 'Chat'), chatLog, chatForm),

@@ -5,6 +5,7 @@
 // the two sides never offer at the same time. Each remote participant's audio and video arrive
 // in one MediaStream whose id is their participant id.
 import { feedUrl, FEED_VERSION } from './feed';
+import type { ConnectionStats } from './lib/connection';
 
 export type CallPhase = 'connecting' | 'waiting' | 'in_call' | 'ended' | 'denied' | 'removed' | 'replaced' | 'failed';
 
@@ -34,6 +35,10 @@ export interface CallHandlers {
   chat?: (message: ChatMessage) => void;
   /** The media connection's state (ICE and DTLS). */
   media?: (connected: boolean) => void;
+  /** Who speaks: the dominant speaker (the big tile) and everyone speaking, by participant id. */
+  speakers?: (dominant: string | null, speaking: string[]) => void;
+  /** Connections as the server measures them: everyone's for a clinician, one's own otherwise. */
+  stats?: (stats: ConnectionStats[]) => void;
   error?: (code: string, message: string, refused?: string) => void;
   /** Live-feed messages (snapshot, sample, news2, alert) of the watched patient. */
   feed?: (message: { type: string; [key: string]: unknown }) => void;
@@ -93,6 +98,7 @@ export class VisitCall {
       }
       this.onMessage(message);
     };
+    window.addEventListener('online', this.networkChanged);
     ws.onclose = (event) => {
       if (this.stopped) return;
       this.closeMedia();
@@ -110,6 +116,7 @@ export class VisitCall {
 
   stop(): void {
     this.stopped = true;
+    window.removeEventListener('online', this.networkChanged);
     this.closeMedia();
     const ws = this.ws;
     this.ws = null;
@@ -231,6 +238,12 @@ export class VisitCall {
       case 'media_connected':
         this.handlers.media?.(true);
         break;
+      case 'speakers':
+        this.handlers.speakers?.((message.dominant as string | null) ?? null, (message.speaking as string[]) ?? []);
+        break;
+      case 'stats':
+        this.handlers.stats?.((message.participants as ConnectionStats[]) ?? []);
+        break;
       case 'media_disconnected':
         this.handlers.media?.(false);
         // The connection failed: offer a new one (the server replaces the old).
@@ -287,13 +300,25 @@ export class VisitCall {
       this.handlers.stream?.(stream.id, stream);
     };
     pc.onconnectionstatechange = () => {
-      if (pc.connectionState === 'failed') this.handlers.media?.(false);
+      if (pc.connectionState !== 'failed' || pc !== this.pc) return;
+      this.handlers.media?.(false);
+      // ICE gave up (the network changed under it): a new connection, which the server puts in
+      // the old one's place, rather than waiting for the server to notice.
+      if (this._phase === 'in_call') void this.openMedia();
     };
     this.serialise(async () => {
       await pc.setLocalDescription(await pc.createOffer());
       this.send({ type: 'offer', sdp: pc.localDescription?.sdp });
     });
   }
+
+  /**
+   * The device came back online (a new Wi-Fi, mobile data): its old address is likely gone, so
+   * the call reconnects at once over whatever network it has now.
+   */
+  private readonly networkChanged = (): void => {
+    if (this._phase === 'in_call' && !this.stopped) void this.openMedia();
+  };
 
   private closeMedia(): void {
     const pc = this.pc;

@@ -197,6 +197,20 @@ pub enum ServerMessage {
     MediaConnected,
     /// The media connection failed or closed: send a new `offer`.
     MediaDisconnected,
+    /// Who speaks in the call changed (from the audio levels in the
+    /// participants' packets).
+    Speakers {
+        /// The participant whose video gets the big tile, if anyone speaks.
+        dominant: Option<Uuid>,
+        /// Everyone speaking now.
+        speaking: Vec<Uuid>,
+    },
+    /// Connection statistics measured by the SFU over the last two
+    /// seconds: everyone's for a clinician, one's own for the others.
+    Stats {
+        /// One entry per participant with a media connection.
+        participants: Vec<visit::ConnectionStats>,
+    },
     /// The state of newly subscribed patients.
     Snapshot {
         /// Alert sequence number the snapshot is current to.

@@ -14,7 +14,8 @@ use bedside_records::consents;
 use bedside_records::domain::AppointmentKind;
 use bedside_records::ids::AppointmentId;
 use bedside_sfu::rooms::Signal;
-use serde::Deserialize;
+use bedside_sfu::stats::ParticipantStats;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -40,10 +41,57 @@ pub struct CandidateInit {
     username_fragment: Option<String>,
 }
 
+/// One participant's connection as the `stats` message gives it.
+#[derive(Debug, Serialize)]
+pub struct ConnectionStats {
+    participant_id: Uuid,
+    /// What the participant sends, as it reaches the server.
+    sending: DirectionStats,
+    /// What the server sends them, as they report receiving it.
+    receiving: DirectionStats,
+    /// Round-trip time to the server, once measured.
+    round_trip_ms: Option<f64>,
+}
+
+/// One direction of a participant's connection.
+#[derive(Debug, Serialize)]
+pub(super) struct DirectionStats {
+    /// Media bits per second.
+    bitrate_bps: u64,
+    /// Share of packets lost, 0–1.
+    loss: f64,
+    /// Interarrival jitter, milliseconds.
+    jitter_ms: f64,
+}
+
+impl ConnectionStats {
+    fn new(participant_id: Uuid, stats: &ParticipantStats) -> Self {
+        // Milliseconds to one decimal, ratios to four: what a person reads.
+        let ms = |seconds: f64| (seconds * 10_000.0).round() / 10.0;
+        let ratio = |share: f64| (share * 10_000.0).round() / 10_000.0;
+        Self {
+            participant_id,
+            sending: DirectionStats {
+                bitrate_bps: stats.sending_bps,
+                loss: ratio(stats.sending_loss),
+                jitter_ms: ms(stats.sending_jitter),
+            },
+            receiving: DirectionStats {
+                bitrate_bps: stats.receiving_bps,
+                loss: ratio(stats.receiving_loss),
+                jitter_ms: ms(stats.receiving_jitter),
+            },
+            round_trip_ms: stats.round_trip.map(ms),
+        }
+    }
+}
+
 /// The socket's place in a visit.
 #[derive(Default)]
 pub(super) struct VisitSeat {
     ticket: Option<Ticket>,
+    /// The part the socket's person plays in it.
+    role: Option<Role>,
     events: Option<mpsc::UnboundedReceiver<VisitEvent>>,
     media: Option<mpsc::UnboundedReceiver<Signal>>,
 }
@@ -315,6 +363,7 @@ impl Feed {
             return Err(refuse("send_failed", "the socket failed"));
         }
         self.visit.ticket = Some(ticket);
+        self.visit.role = Some(role);
         self.visit.events = Some(events);
         tracing::info!(appointment = %appointment.id, participant = %ticket.participant, ?role, "joined a visit");
         Ok(())
@@ -531,6 +580,25 @@ impl Feed {
         let message = match signal {
             Some(Signal::Offer(sdp)) => ServerMessage::Offer { sdp },
             Some(Signal::Connected) => ServerMessage::MediaConnected,
+            Some(Signal::Speakers(speakers)) => ServerMessage::Speakers {
+                dominant: speakers.dominant,
+                speaking: speakers.speaking,
+            },
+            Some(Signal::Stats(all)) => {
+                // A clinician sees everyone's connection (to tell a patient
+                // their network is the problem); the others their own.
+                let everyone = self.visit.role == Some(Role::Clinician);
+                let own = self.visit.ticket.map(|ticket| ticket.participant);
+                let participants: Vec<ConnectionStats> = all
+                    .iter()
+                    .filter(|(id, _)| everyone || Some(*id) == own)
+                    .map(|(id, stats)| ConnectionStats::new(*id, stats))
+                    .collect();
+                if participants.is_empty() {
+                    return Flow::Continue;
+                }
+                ServerMessage::Stats { participants }
+            }
             Some(Signal::Disconnected) | None => {
                 self.visit.media = None;
                 ServerMessage::MediaDisconnected

@@ -31,6 +31,8 @@ pub struct SfuMetrics {
     pub participant_jitter: HistogramVec,
     /// Participants' round-trip time to the SFU, seconds.
     pub participant_round_trip: Histogram,
+    /// Participants switched to audio-only mode for a weak connection.
+    pub audio_only_switches: IntCounter,
 }
 
 impl SfuMetrics {
@@ -67,6 +69,10 @@ impl SfuMetrics {
                 ]),
             )
             .expect("valid metric"),
+            audio_only_switches: counter(
+                "bedside_sfu_audio_only_switches_total",
+                "Participants switched to audio only because their connection was too weak for video",
+            ),
             participant_bitrate: HistogramVec::new(
                 HistogramOpts::new(
                     "bedside_sfu_participant_bitrate_bits_per_second",
@@ -155,6 +161,7 @@ impl SfuMetrics {
         let _ = registry.register(Box::new(metrics.participant_loss.clone()));
         let _ = registry.register(Box::new(metrics.participant_jitter.clone()));
         let _ = registry.register(Box::new(metrics.participant_round_trip.clone()));
+        let _ = registry.register(Box::new(metrics.audio_only_switches.clone()));
         metrics
     }
 }

@@ -15,7 +15,10 @@
 //!   timestamp advanced by the wall-clock time since then at the codec's
 //!   clock rate (at least 1), so playout timing stays right;
 //! - packets that still arrive from a source after the switch are dropped,
-//!   and so are the new source's packets older than the one switched on.
+//!   and so are the new source's packets older than the one switched on;
+//! - a switch to the current source re-anchors it the same way: forwarding
+//!   that resumes after a pause (audio-only mode lifted) continues the
+//!   numbering rather than jumping by what was skipped.
 //!
 //! Invariant: on one track, the output sequence numbers of successive
 //! in-order packets increase by one across any number of switches.
@@ -68,7 +71,9 @@ impl Rewriter {
     /// ever starts the track on its source. A packet from another source
     /// switches the track to it when `switch` is set (the caller's choice:
     /// a keyframe of the layer or publisher it wants now) and is dropped
-    /// (`None`) otherwise.
+    /// (`None`) otherwise. `switch` on a packet of the current source
+    /// re-anchors it (see the module's notes): set it only on the first
+    /// packet after a pause.
     pub fn rewrite(
         &mut self,
         source: u32,
@@ -87,7 +92,7 @@ impl Rewriter {
                 last_timestamp: timestamp,
                 last_sent: now,
             }),
-            Some(ref mut state) if state.source == source => state,
+            Some(ref mut state) if state.source == source && !switch => state,
             Some(_) if !switch => return None,
             Some(ref mut state) => {
                 let elapsed = now.saturating_duration_since(state.last_sent);
@@ -176,6 +181,35 @@ mod tests {
         // numbers were the old source's.
         let before = track.rewrite(0xB, 59_999, 0, start + Duration::from_millis(150), false);
         assert_eq!(before, None);
+    }
+
+    #[test]
+    fn resuming_a_paused_source_continues_where_it_stopped() {
+        let start = Instant::now();
+        let mut track = Rewriter::new(90_000);
+        let at = |ms| start + Duration::from_millis(ms);
+        assert_eq!(
+            track.rewrite(7, 500, 9000, at(0), false).unwrap().sequence,
+            500
+        );
+        // Paused for two seconds (packets 501..=560 not forwarded), then
+        // resumed on a keyframe.
+        let resumed = track
+            .rewrite(7, 561, 9000 + 180_000, at(2000), true)
+            .unwrap();
+        assert_eq!(resumed.sequence, 501, "no gap for the receiver to NACK");
+        assert_eq!(
+            resumed.timestamp,
+            9000 + 180_000,
+            "the clock still moved on"
+        );
+        assert_eq!(
+            track
+                .rewrite(7, 562, 9000 + 183_000, at(2033), false)
+                .unwrap()
+                .sequence,
+            502
+        );
     }
 
     #[test]

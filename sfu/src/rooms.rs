@@ -55,7 +55,29 @@ pub enum Signal {
     /// with a connection, every [`STATS_INTERVAL`] (signaling decides who
     /// may see whose).
     Stats(std::sync::Arc<Vec<(Uuid, ParticipantStats)>>),
+    /// The participant's audio-only mode changed: `Some` while they receive
+    /// no video (and their client should send none), with why.
+    AudioOnly(Option<AudioOnlyReason>),
 }
+
+/// Why a participant is in audio-only mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioOnlyReason {
+    /// They chose it.
+    Chosen,
+    /// Their connection was too weak for video: [`WEAK_SAMPLES`] statistics
+    /// intervals in a row with [`WEAK_LOSS`] of packets lost either way or a
+    /// round trip of [`WEAK_ROUND_TRIP`]. They can ask for video again.
+    WeakConnection,
+}
+
+/// Packet loss, either way, that makes an interval weak. Above about a
+/// tenth, VP8 video freezes more than it plays while Opus still conceals.
+pub const WEAK_LOSS: f64 = 0.10;
+/// A round trip that makes an interval weak, seconds.
+pub const WEAK_ROUND_TRIP: f64 = 1.0;
+/// Weak intervals in a row after which video is switched off.
+pub const WEAK_SAMPLES: u32 = 3;
 
 /// Why the SFU refused.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +116,11 @@ enum Command {
     },
     Leave {
         participant: Uuid,
+    },
+    AudioOnly {
+        participant: Uuid,
+        enabled: bool,
+        reply: oneshot::Sender<Result<(), SfuError>>,
     },
 }
 
@@ -243,6 +270,21 @@ impl Sfu {
         .await
     }
 
+    /// Turns the participant's audio-only mode on (no video forwarded to
+    /// them) or off (video resumes on a keyframe). Confirmed, like a switch
+    /// made for a weak connection, by [`Signal::AudioOnly`].
+    ///
+    /// # Errors
+    /// When the participant has no connection.
+    pub async fn set_audio_only(&self, participant: Uuid, enabled: bool) -> Result<(), SfuError> {
+        self.call(|reply| Command::AudioOnly {
+            participant,
+            enabled,
+            reply,
+        })
+        .await
+    }
+
     /// Closes the participant's connection; the others stop receiving it.
     pub fn leave(&self, participant: Uuid) {
         let _ = self.commands.send(Command::Leave { participant });
@@ -269,6 +311,10 @@ struct Participant {
     offer_out: bool,
     /// Tracks were added or stopped since the last offer.
     offer_needed: bool,
+    /// Receiving no video, and why.
+    audio_only: Option<AudioOnlyReason>,
+    /// Statistics intervals in a row their connection was weak.
+    weak_samples: u32,
 }
 
 /// Whether a subscriber's copy of a track may carry packets now: its offer
@@ -297,8 +343,11 @@ struct Subscription {
     offered: bool,
     /// The subscriber answered that offer (see `flowing`).
     active: bool,
-    /// No packet forwarded yet (the first one starts the track's numbering).
+    /// No packet forwarded yet (the first one starts the track's numbering),
+    /// or none since a pause: the next one re-anchors it.
     fresh: bool,
+    /// Video not forwarded: the subscriber is in audio-only mode.
+    paused: bool,
 }
 
 struct Rooms {
@@ -380,6 +429,7 @@ impl Rooms {
     /// statistics of its participants and counts them into the metrics.
     fn sample_stats(&mut self, now: Instant) {
         let mut by_room: HashMap<Uuid, Vec<(Uuid, ParticipantStats)>> = HashMap::new();
+        let mut weak_now = Vec::new();
         for (id, participant) in &self.participants {
             if !self.connected.contains(&participant.peer) {
                 continue;
@@ -394,6 +444,10 @@ impl Rooms {
             };
             let stats = ParticipantStats::between(&before, &counters, now.duration_since(then));
             self.metrics.observe_participant(&stats);
+            let weak = stats.sending_loss >= WEAK_LOSS
+                || stats.receiving_loss >= WEAK_LOSS
+                || stats.round_trip.is_some_and(|rtt| rtt >= WEAK_ROUND_TRIP);
+            weak_now.push((*id, weak));
             by_room
                 .entry(participant.room)
                 .or_default()
@@ -402,6 +456,18 @@ impl Rooms {
         for (room, mut stats) in by_room {
             stats.sort_unstable_by_key(|(id, _)| *id);
             self.tell_room(room, &Signal::Stats(std::sync::Arc::new(stats)));
+        }
+        // Video off for a connection too weak for it, after a sustained
+        // spell (one lossy interval is a hiccup, not a bad network).
+        for (id, weak) in weak_now {
+            let Some(p) = self.participants.get_mut(&id) else {
+                continue;
+            };
+            p.weak_samples = if weak { p.weak_samples + 1 } else { 0 };
+            if p.weak_samples >= WEAK_SAMPLES && p.audio_only.is_none() {
+                self.metrics.audio_only_switches.inc();
+                self.set_audio_only(id, Some(AudioOnlyReason::WeakConnection));
+            }
         }
     }
 
@@ -457,7 +523,55 @@ impl Rooms {
                 let _ = reply.send(result);
             }
             Command::Leave { participant } => self.leave(participant),
+            Command::AudioOnly {
+                participant,
+                enabled,
+                reply,
+            } => {
+                let result = if self.participants.contains_key(&participant) {
+                    self.set_audio_only(participant, enabled.then_some(AudioOnlyReason::Chosen));
+                    Ok(())
+                } else {
+                    Err(SfuError::NotConnected)
+                };
+                let _ = reply.send(result);
+            }
         }
+    }
+
+    /// Stops or resumes forwarding video to `participant` and tells them.
+    /// Resumed video continues its numbering (see [`crate::rewrite`]) and
+    /// starts on a keyframe asked of each publisher.
+    fn set_audio_only(&mut self, participant: Uuid, reason: Option<AudioOnlyReason>) {
+        let Some(p) = self.participants.get_mut(&participant) else {
+            return;
+        };
+        if p.audio_only == reason {
+            return;
+        }
+        p.audio_only = reason;
+        p.weak_samples = 0;
+        let _ = p.signals.send(Signal::AudioOnly(reason));
+        let peer = p.peer;
+        for track in self.published.values_mut() {
+            if track.kind != RtpCodecKind::Video {
+                continue;
+            }
+            for sub in track
+                .subscriptions
+                .iter_mut()
+                .filter(|sub| sub.peer == peer)
+            {
+                sub.paused = reason.is_some();
+                if !sub.paused {
+                    sub.fresh = true;
+                }
+            }
+        }
+        if reason.is_none() {
+            self.start_flowing(peer);
+        }
+        tracing::info!(peer = peer.0, ?reason, "audio-only mode changed");
     }
 
     fn publish(
@@ -479,6 +593,8 @@ impl Rooms {
                 signals,
                 offer_out: false,
                 offer_needed: false,
+                audio_only: None,
+                weak_samples: 0,
             },
         );
         self.by_peer.insert(peer, participant);
@@ -521,6 +637,7 @@ impl Rooms {
                     offered: false,
                     active: false,
                     fresh: true,
+                    paused: track.kind == RtpCodecKind::Video && participant.audio_only.is_some(),
                 });
                 participant.offer_needed = true;
             }
@@ -554,17 +671,20 @@ impl Rooms {
     /// Asks the publishers of what now flows to `subscriber` for keyframes
     /// (a decoder starts on one), for subscriptions not yet started.
     fn start_flowing(&mut self, subscriber: PeerId) {
-        let wanted: Vec<(PeerId, u32)> =
-            self.published
-                .iter()
-                .filter(|(_, track)| track.kind == RtpCodecKind::Video)
-                .filter(|(_, track)| {
-                    track.subscriptions.iter().any(|sub| {
-                        sub.peer == subscriber && sub.fresh && flowing(sub, &self.connected)
-                    })
+        let wanted: Vec<(PeerId, u32)> = self
+            .published
+            .iter()
+            .filter(|(_, track)| track.kind == RtpCodecKind::Video)
+            .filter(|(_, track)| {
+                track.subscriptions.iter().any(|sub| {
+                    sub.peer == subscriber
+                        && sub.fresh
+                        && !sub.paused
+                        && flowing(sub, &self.connected)
                 })
-                .map(|((publisher, _), track)| (*publisher, track.ssrc))
-                .collect();
+            })
+            .map(|((publisher, _), track)| (*publisher, track.ssrc))
+            .collect();
         for (publisher, ssrc) in wanted {
             self.request_keyframe(publisher, ssrc);
         }
@@ -759,7 +879,7 @@ impl Rooms {
         }
         let bytes = packet.payload.len() as u64;
         for sub in &mut published.subscriptions {
-            if !flowing(sub, &self.connected) {
+            if sub.paused || !flowing(sub, &self.connected) {
                 continue;
             }
             match self.endpoint.forward(

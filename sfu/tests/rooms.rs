@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use bedside_sfu::metrics::SfuMetrics;
-use bedside_sfu::rooms::{Sfu, Signal};
+use bedside_sfu::rooms::{AudioOnlyReason, Sfu, Signal, WEAK_SAMPLES};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -27,7 +27,11 @@ struct Participant {
 /// Connects a participant sending `packets` packets tagged `tag` to `room`,
 /// and answers the SFU's offers for it as its signaling would.
 async fn join(sfu: &Sfu, room: Uuid, id: Uuid, tag: u8, packets: u16) -> Participant {
-    let offering = Offering::new(tag, packets).await;
+    join_with(sfu, room, id, Offering::new(tag, packets).await).await
+}
+
+/// [`join`] for a peer made some other way.
+async fn join_with(sfu: &Sfu, room: Uuid, id: Uuid, offering: Offering) -> Participant {
     let (signals, mut signal_rx) = mpsc::unbounded_channel();
     let answer = sfu
         .publish(room, id, offering.offer.clone(), signals)
@@ -218,4 +222,69 @@ async fn each_participant_gets_the_connection_statistics_of_its_room() {
     );
     assert!(sfu.metrics().participant_round_trip.get_sample_count() > 0);
     drop((patient, stranger));
+}
+
+/// The next audio-only signal `participant` gets, within the deadline.
+async fn next_audio_only(participant: &mut Participant) -> Option<AudioOnlyReason> {
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            match participant.signals.recv().await {
+                Some(Signal::AudioOnly(mode)) => return mode,
+                Some(_) => {}
+                None => panic!("the participant's signals ended"),
+            }
+        }
+    })
+    .await
+    .expect("an audio-only signal within the deadline")
+}
+
+#[tokio::test]
+async fn audio_only_stops_video_to_a_participant_and_a_weak_connection_forces_it() {
+    let sfu = sfu().await;
+    let visit = Uuid::new_v4();
+    let mut clinician = join(&sfu, visit, Uuid::new_v4(), 0xC1, 6000).await;
+    // A patient whose uplink loses one packet in four.
+    let lossy = Offering::new(0xA7, 6000).await.lossy(4);
+    let mut patient = join_with(&sfu, visit, Uuid::new_v4(), lossy).await;
+    let c = clinician.id;
+    collect(&mut [&mut clinician], |seen| count(seen, c, 0xA7) >= 20).await;
+
+    // The clinician chooses audio only: the patient's video stops reaching
+    // them (the test's tracks are video)...
+    sfu.set_audio_only(c, true).await.expect("connected");
+    assert_eq!(
+        next_audio_only(&mut clinician).await,
+        Some(AudioOnlyReason::Chosen)
+    );
+    while clinician.received.try_recv().is_ok() {}
+    // Absence needs a window: 300 ms is 30 packets of the patient's.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut during = 0;
+    while clinician.received.try_recv().is_ok() {
+        during += 1;
+    }
+    // (a packet or two may have been in flight when the mode changed)
+    assert!(
+        during <= 2,
+        "{during} video packets reached an audio-only participant"
+    );
+    // ...and resumes when they ask for it again.
+    sfu.set_audio_only(c, false).await.expect("connected");
+    assert_eq!(next_audio_only(&mut clinician).await, None);
+    collect(&mut [&mut clinician], |seen| count(seen, c, 0xA7) >= 20).await;
+
+    // The patient's 25 % loss keeps every interval weak: after WEAK_SAMPLES
+    // of them in a row their video is switched off for them.
+    assert_eq!(
+        next_audio_only(&mut patient).await,
+        Some(AudioOnlyReason::WeakConnection),
+        "forced after {WEAK_SAMPLES} weak intervals"
+    );
+    assert_eq!(sfu.metrics().audio_only_switches.get(), 1);
+    // Nobody else is affected.
+    collect(&mut [&mut clinician], |seen| count(seen, c, 0xA7) >= 20).await;
+
+    // Unknown participants are refused.
+    assert!(sfu.set_audio_only(Uuid::new_v4(), true).await.is_err());
 }

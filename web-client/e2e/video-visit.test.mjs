@@ -234,6 +234,23 @@ describe('a video visit between two browsers through the SFU', { timeout: 300_00
     const clinicianTile = patient.locator('[data-testid="remote-tile"][data-role="clinician"]');
     await poll('the muted clinician not speaking on the patient\'s page', async () => (await clinicianTile.getAttribute('data-speaking')) === 'false' && (await patient.getByTestId('self-view').getAttribute('data-speaking')) === 'true');
     await clinician.getByRole('button', { name: 'Unmute microphone' }).click();
+    // The patient on a poor network chooses audio only: the clinician's video stops reaching
+    // them (framesDecoded stands still over a stats interval) and the clinician sees the
+    // patient's camera as off; video comes back when the patient asks for it.
+    await patient.getByTestId('audio-only').click();
+    await expectText(patient.getByTestId('audio-only-note'), 'Audio only');
+    const clinicianVideo = patient.locator('[data-testid="remote-tile"][data-role="clinician"]');
+    let framesBefore = -1;
+    const pausedAt = await poll('the clinician\'s video to stop reaching the audio-only patient', async () => {
+      const frames = Number(await clinicianVideo.getAttribute('data-frames-decoded'));
+      const still = frames === framesBefore;
+      framesBefore = frames;
+      return still ? frames : false;
+    }, WAIT, 1500);
+    await expectText(patientTile.locator('figcaption'), 'camera off');
+    await patient.getByRole('button', { name: 'Turn video back on' }).click();
+    await receivesMedia(patient, 'clinician', pausedAt);
+    await poll('the patient\'s camera on again for the clinician', async () => !/camera off/.test(await patientTile.locator('figcaption').innerText()));
     await patient.screenshot({ path: join(results, 'visit-patient.png'), fullPage: true });
     await clinician.screenshot({ path: join(results, 'visit-clinician.png'), fullPage: true });
     // During the call a reading published by the patient's oximeter appears in the clinician's

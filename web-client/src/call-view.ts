@@ -44,6 +44,8 @@ export function startCallView(opts: CallViewOptions): CallView {
   const videoFor = new Map<string, HTMLVideoElement>();
   let audioOn = opts.local.getAudioTracks().length > 0;
   let videoOn = opts.local.getVideoTracks().length > 0;
+  let audioOnly = false;
+  const audioOnlyNote = h('p', { class: 'audio-only-note', 'data-testid': 'audio-only-note', role: 'status', hidden: true });
 
   const ensureTile = (p: Participant): HTMLElement => {
     let tile = tileFor.get(p.participant_id);
@@ -89,6 +91,21 @@ export function startCallView(opts: CallViewOptions): CallView {
       root.dataset.media = connected ? 'connected' : 'disconnected';
       opts.handlers?.media?.(connected);
     },
+    audioOnly: (enabled, reason) => {
+      audioOnly = enabled;
+      root.dataset.audioOnly = String(enabled);
+      audioOnlyNote.hidden = !enabled;
+      audioOnlyNote.textContent =
+        reason === 'weak_connection'
+          ? 'Your connection is too weak for video: the call goes on with audio only.'
+          : enabled
+            ? 'Audio only: video is off both ways, which saves bandwidth.'
+            : '';
+      audioOnlyButton.textContent = !enabled ? 'Audio only' : reason === 'weak_connection' ? 'Try video again' : 'Turn video back on';
+      audioOnlyButton.setAttribute('aria-pressed', String(enabled));
+      sync();
+      opts.handlers?.audioOnly?.(enabled, reason);
+    },
     speakers: (dominant, speaking) => {
       const talking = new Set(speaking);
       for (const [id, tile] of tileFor) {
@@ -131,8 +148,12 @@ export function startCallView(opts: CallViewOptions): CallView {
     micButton.setAttribute('aria-pressed', String(!audioOn));
     camButton.textContent = videoOn ? 'Turn camera off' : 'Turn camera on';
     camButton.setAttribute('aria-pressed', String(!videoOn));
-    call.setMuted(audioOn, videoOn);
+    camButton.disabled = audioOnly;
+    // The others see the camera as off while this side is audio only.
+    call.setMuted(audioOn, videoOn && !audioOnly);
   };
+  const audioOnlyButton = h('button', { type: 'button', class: 'button secondary', 'aria-pressed': 'false', 'data-testid': 'audio-only' }, 'Audio only');
+  audioOnlyButton.addEventListener('click', () => call.setAudioOnly(!audioOnly));
   micButton.addEventListener('click', () => {
     audioOn = !audioOn;
     sync();
@@ -160,7 +181,8 @@ export function startCallView(opts: CallViewOptions): CallView {
     status,
     ownConnection,
     h('div', { class: 'call-stage' }, tiles, selfVideo),
-    h('div', { class: 'call-controls' }, micButton, camButton, ...(opts.extraControls?.(call) ?? []), leave),
+    audioOnlyNote,
+    h('div', { class: 'call-controls' }, micButton, camButton, audioOnlyButton, ...(opts.extraControls?.(call) ?? []), leave),
     h('section', { class: 'chat', 'aria-label': 'Chat' }, h('h2', { class: 'small-heading' }, 'Chat'), chatLog, chatForm),
   );
   replaceChildren(tiles);

@@ -39,6 +39,8 @@ export interface CallHandlers {
   speakers?: (dominant: string | null, speaking: string[]) => void;
   /** Connections as the server measures them: everyone's for a clinician, one's own otherwise. */
   stats?: (stats: ConnectionStats[]) => void;
+  /** Audio-only mode changed: no video is received or sent (chosen, or a weak connection). */
+  audioOnly?: (enabled: boolean, reason: 'chosen' | 'weak_connection' | null) => void;
   error?: (code: string, message: string, refused?: string) => void;
   /** Live-feed messages (snapshot, sample, news2, alert) of the watched patient. */
   feed?: (message: { type: string; [key: string]: unknown }) => void;
@@ -62,6 +64,10 @@ export class VisitCall {
   private _phase: CallPhase = 'connecting';
   private watching: string | null = null;
   private iceServers: RTCIceServer[] = [];
+  /** The user asked for audio only (asked again of each new connection). */
+  private audioOnlyWanted = false;
+  /** The video sender whose camera is off the wire in audio-only mode. */
+  private pausedVideo: RTCRtpSender | null = null;
   participantId: string | null = null;
 
   constructor(
@@ -147,6 +153,12 @@ export class VisitCall {
 
   endVisit(): void {
     this.send({ type: 'end_visit' });
+  }
+
+  /** Asks for audio only (no video either way) or for video again; the server confirms. */
+  setAudioOnly(enabled: boolean): void {
+    this.audioOnlyWanted = enabled;
+    this.send({ type: 'audio_only', enabled });
   }
 
   chat(text: string): void {
@@ -237,7 +249,15 @@ export class VisitCall {
         break;
       case 'media_connected':
         this.handlers.media?.(true);
+        if (this.audioOnlyWanted) this.send({ type: 'audio_only', enabled: true });
         break;
+      case 'audio_only': {
+        const enabled = message.enabled === true;
+        if (message.reason === 'weak_connection') this.audioOnlyWanted = false;
+        void this.sendVideo(!enabled);
+        this.handlers.audioOnly?.(enabled, enabled ? ((message.reason as 'chosen' | 'weak_connection') ?? 'chosen') : null);
+        break;
+      }
       case 'speakers':
         this.handlers.speakers?.((message.dominant as string | null) ?? null, (message.speaking as string[]) ?? []);
         break;
@@ -320,9 +340,21 @@ export class VisitCall {
     if (this._phase === 'in_call' && !this.stopped) void this.openMedia();
   };
 
+  /** Starts or stops sending the camera on the connection (stopped, it costs no bandwidth at all). */
+  private async sendVideo(on: boolean): Promise<void> {
+    const pc = this.pc;
+    const camera = this.local.getVideoTracks()[0] ?? null;
+    if (!pc || !camera) return;
+    const sender = pc.getSenders().find((s) => s.track === camera || (s.track === null && this.pausedVideo === s));
+    if (!sender) return;
+    this.pausedVideo = on ? null : sender;
+    await sender.replaceTrack(on ? camera : null);
+  }
+
   private closeMedia(): void {
     const pc = this.pc;
     this.pc = null;
+    this.pausedVideo = null;
     if (pc) pc.close();
   }
 }

@@ -55,6 +55,9 @@ pub struct Offering {
     ssrc: u32,
     tag: u8,
     packets: u16,
+    /// Every how many packets a sequence number is skipped (0: never), as
+    /// if lost on the way.
+    skip_every: u16,
     /// Its offer: one send-only-in-practice VP8 track.
     pub offer: String,
 }
@@ -116,8 +119,16 @@ impl Offering {
             ssrc,
             tag,
             packets,
+            skip_every: 0,
             offer,
         }
+    }
+
+    /// Makes the peer's uplink look lossy to the SFU: every `every`th
+    /// sequence number is skipped, so one packet in `every` is never seen.
+    pub fn lossy(mut self, every: u16) -> Self {
+        self.skip_every = every;
+        self
     }
 
     /// Applies the SFU's answer and starts the peer's task.
@@ -130,6 +141,7 @@ impl Offering {
             ssrc,
             tag,
             packets,
+            skip_every,
             ..
         } = self;
         pc.set_remote_description(
@@ -145,6 +157,8 @@ impl Offering {
             let mut buffer = vec![0u8; 2048];
             let mut connected = false;
             let mut sent = 0u16;
+            // Each sender numbers from its own origin, as real ones do.
+            let mut sequence = u16::from(tag) << 8;
             let started = Instant::now();
             let mut tick = tokio::time::interval(Duration::from_millis(10));
             while started.elapsed() < DEADLINE {
@@ -194,7 +208,11 @@ impl Offering {
                     // One packet per tick: a paced sender, whatever it receives.
                     if connected && sent < packets {
                         sent += 1;
-                        send_tagged(&mut pc, sender, ssrc, tag, sent);
+                        sequence = sequence.wrapping_add(1);
+                        if skip_every > 0 && sequence % skip_every == 0 {
+                            sequence = sequence.wrapping_add(1);
+                        }
+                        send_tagged(&mut pc, sender, ssrc, tag, sent, sequence);
                     }
                 }
                 }
@@ -214,6 +232,7 @@ fn send_tagged(
     ssrc: u32,
     tag: u8,
     sent: u16,
+    sequence: u16,
 ) {
     let mut rtp_sender = pc.rtp_sender(sender).unwrap();
     let payload_type = rtp_sender
@@ -226,8 +245,7 @@ fn send_tagged(
         header: rtc::rtp::header::Header {
             version: 2,
             payload_type,
-            // Each sender numbers from its own origin, as real ones do.
-            sequence_number: (u16::from(tag) << 8).wrapping_add(sent),
+            sequence_number: sequence,
             timestamp: u32::from(sent) * 3000,
             ssrc,
             ..Default::default()

@@ -139,6 +139,11 @@ pub enum ClientMessage {
         /// Camera on.
         video: bool,
     },
+    /// Receive no video (and send none), or video again.
+    AudioOnly {
+        /// Audio only on.
+        enabled: bool,
+    },
     /// A chat message to the call.
     Chat {
         /// At most 2000 characters.
@@ -204,6 +209,15 @@ pub enum ServerMessage {
         dominant: Option<Uuid>,
         /// Everyone speaking now.
         speaking: Vec<Uuid>,
+    },
+    /// The socket's audio-only mode changed (asked for, or forced by a
+    /// connection too weak for video).
+    AudioOnly {
+        /// No video is sent to you; send none.
+        enabled: bool,
+        /// `chosen` or `weak_connection`, when enabled.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'static str>,
     },
     /// Connection statistics measured by the SFU over the last two
     /// seconds: everyone's for a clinician, one's own for the others.

@@ -13,7 +13,7 @@ use bedside_records::audit::Outcome;
 use bedside_records::consents;
 use bedside_records::domain::AppointmentKind;
 use bedside_records::ids::AppointmentId;
-use bedside_sfu::rooms::Signal;
+use bedside_sfu::rooms::{AudioOnlyReason, Signal};
 use bedside_sfu::stats::ParticipantStats;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -190,6 +190,7 @@ fn type_of(message: &ClientMessage) -> &'static str {
         ClientMessage::Candidate { .. } => "candidate",
         ClientMessage::EndOfCandidates => "end_of_candidates",
         ClientMessage::Mute { .. } => "mute",
+        ClientMessage::AudioOnly { .. } => "audio_only",
         ClientMessage::Chat { .. } => "chat",
         ClientMessage::Leave => "leave",
         ClientMessage::EndVisit => "end_visit",
@@ -236,6 +237,7 @@ impl Feed {
             ClientMessage::Mute { audio, video } => self
                 .ticket()
                 .and_then(|t| Ok(self.state.visits().mute(&t, audio, video)?)),
+            ClientMessage::AudioOnly { enabled } => self.audio_only(enabled).await,
             ClientMessage::Chat { text } => self.chat(text),
             ClientMessage::Leave => {
                 self.leave_visit();
@@ -434,6 +436,18 @@ impl Feed {
         }
     }
 
+    async fn audio_only(&mut self, enabled: bool) -> Result<(), Refusal> {
+        let ticket = self.ticket()?;
+        self.state.visits().check_in_call(&ticket)?;
+        let sfu = self
+            .state
+            .sfu()
+            .ok_or_else(|| refuse("media_unavailable", "video is not available on this server"))?;
+        sfu.set_audio_only(ticket.participant, enabled)
+            .await
+            .map_err(|_| refuse("not_connected", "send an offer first"))
+    }
+
     async fn answer(&mut self, sdp: String) -> Result<(), Refusal> {
         let ticket = self.ticket()?;
         self.state.visits().check_in_call(&ticket)?;
@@ -580,6 +594,13 @@ impl Feed {
         let message = match signal {
             Some(Signal::Offer(sdp)) => ServerMessage::Offer { sdp },
             Some(Signal::Connected) => ServerMessage::MediaConnected,
+            Some(Signal::AudioOnly(reason)) => ServerMessage::AudioOnly {
+                enabled: reason.is_some(),
+                reason: reason.map(|reason| match reason {
+                    AudioOnlyReason::Chosen => "chosen",
+                    AudioOnlyReason::WeakConnection => "weak_connection",
+                }),
+            },
             Some(Signal::Speakers(speakers)) => ServerMessage::Speakers {
                 dominant: speakers.dominant,
                 speaking: speakers.speaking,

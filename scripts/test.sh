@@ -9,6 +9,8 @@ cd "$ROOT"
 
 install_base_packages
 apt_need chromium /usr/bin/chromium
+# A real TURN server for the TURN credentials test.
+apt_need coturn turnserver
 apt_need coreutils stdbuf
 require_toolchains
 

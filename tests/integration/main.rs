@@ -13,5 +13,6 @@ mod live_feed;
 mod log_redaction;
 mod records_rules;
 mod support;
+mod turn;
 mod visit_signaling;
 mod vitals_store;

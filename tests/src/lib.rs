@@ -8,6 +8,8 @@
 //!   with the migrations applied ([`fresh_database`]).
 //! - **Mosquitto**: a private broker on a free port with the password and
 //!   ACL files a test hands it ([`Broker`]).
+//! - **coturn**: a private TURN server with REST-API credentials
+//!   ([`TurnServer`]).
 //! - **The application**: exactly what `bedside serve` runs, bound to port 0
 //!   ([`TestApp::spawn`]).
 //!
@@ -15,6 +17,7 @@
 
 mod broker;
 mod postgres;
+mod turn;
 pub mod world;
 
 use std::future::Future;
@@ -30,6 +33,7 @@ pub use broker::{
     Broker, GATEWAY_PASSWORD, GATEWAY_USER, publish, publish_lines, publish_retained,
 };
 pub use postgres::{OwnPostgres, fresh_database, server_url};
+pub use turn::TurnServer;
 pub use world::{Staff, World};
 
 /// A running application on its own fresh database.

@@ -33,7 +33,8 @@ use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_nack, configure_rtcp_reports,
+    configure_nack, configure_rtcp_reports, configure_simulcast_extension_headers,
+    configure_twcc_receiver_only,
 };
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
@@ -148,6 +149,8 @@ struct Outgoing {
     /// The track's SSRC and negotiated payload type, looked up on the first
     /// packet after each negotiation rather than on every packet.
     header: Option<(u32, u8)>,
+    /// VP8: picture IDs continuous across the sources forwarded on it.
+    pictures: Option<crate::vp8::PictureNumbering>,
 }
 
 /// The connection `peer` among `peers`, marked as touched: whatever is
@@ -329,6 +332,13 @@ impl Endpoint {
         // receiver reports: lip sync, round-trip time and loss for both
         // sides and for the SFU's statistics.
         let interceptors = configure_rtcp_reports(configure_nack(Registry::new(), &mut media));
+        // Simulcast: browsers tell their layers apart by RTP stream id (and
+        // the m-line by MID) in header extensions.
+        configure_simulcast_extension_headers(&mut media)?;
+        // Transport-wide congestion feedback on what publishers send: their
+        // send-side bandwidth estimate, and with it how many simulcast
+        // layers they can send, depends on it.
+        let interceptors = configure_twcc_receiver_only(interceptors, &mut media)?;
         let settings = SettingEngineBuilder::new()
             .with_ice_credentials(ufrag.clone(), password)
             // mDNS would send queries out of the shared socket.
@@ -384,6 +394,9 @@ impl Endpoint {
     ) -> Result<RTCRtpSenderId, EndpointError> {
         let pc = connection(&mut self.peers, &mut self.touched, peer)?;
         let clock_rate = codec.clock_rate;
+        let vp8 = codec
+            .mime_type
+            .eq_ignore_ascii_case(rtc::peer_connection::configuration::media_engine::MIME_TYPE_VP8);
         let track = MediaStreamTrack::new(
             stream.to_owned(),
             format!("forwarded-{ssrc}"),
@@ -417,6 +430,7 @@ impl Endpoint {
                 numbering: Rewriter::new(clock_rate),
                 ssrc,
                 header: None,
+                pictures: vp8.then(crate::vp8::PictureNumbering::default),
             },
         );
         Ok(sender)
@@ -540,6 +554,7 @@ impl Endpoint {
             None => *track.header.insert(outgoing_header(pc, sender)?),
         };
         let now = Instant::now();
+        let previous_source = track.numbering.source();
         let Some(out) = track.numbering.rewrite(
             packet.header.ssrc,
             packet.header.sequence_number,
@@ -555,6 +570,21 @@ impl Endpoint {
         packet.header.timestamp = out.timestamp;
         packet.header.extension = false;
         packet.header.extensions.clear();
+        if let Some(pictures) = &mut track.pictures
+            && let Ok(descriptor) = crate::vp8::Descriptor::parse(&packet.payload)
+        {
+            // A switch (another layer, or a resumed one) re-anchors the
+            // picture IDs; the payload is copied only once they differ from
+            // the source's.
+            let switched = switch && previous_source.is_some();
+            if let Some((picture_id, tl0)) = pictures.map(&descriptor, switched)
+                && pictures.shifted()
+            {
+                let mut payload = BytesMut::from(&packet.payload[..]);
+                descriptor.rewrite(&mut payload, picture_id, tl0);
+                packet.payload = payload.freeze();
+            }
+        }
         pc.rtp_sender(sender)
             .ok_or(EndpointError::NoSender)?
             .write_rtp(now, packet)?;

@@ -30,6 +30,11 @@
 //!   glare), keyframe requests on subscription and from subscribers,
 //!   rate-limited.
 //! - [`metrics`]: Prometheus counters and gauges, without labels.
+//! - [`simulcast`]: which layer of a published video each subscriber
+//!   gets, from the size it shows it at and its bandwidth estimate (not
+//!   yet used by the web client: see that module).
+//! - [`vp8`]: keyframes, their size, and picture ID / TL0PICIDX rewriting
+//!   in VP8 payloads, so a layer switch is seamless for the decoder.
 //! - [`speakers`]: who speaks in a room, from the audio levels (RFC 6464)
 //!   browsers put in their packets; the dominant speaker changes only after
 //!   a sustained lead.
@@ -45,5 +50,7 @@ pub mod endpoint;
 pub mod metrics;
 pub mod rewrite;
 pub mod rooms;
+pub mod simulcast;
 pub mod speakers;
 pub mod stats;
+pub mod vp8;

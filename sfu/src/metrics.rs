@@ -33,6 +33,8 @@ pub struct SfuMetrics {
     pub participant_round_trip: Histogram,
     /// Participants switched to audio-only mode for a weak connection.
     pub audio_only_switches: IntCounter,
+    /// Subscribers moved to another simulcast layer (on its keyframe).
+    pub layer_switches: IntCounter,
 }
 
 impl SfuMetrics {
@@ -72,6 +74,10 @@ impl SfuMetrics {
             audio_only_switches: counter(
                 "bedside_sfu_audio_only_switches_total",
                 "Participants switched to audio only because their connection was too weak for video",
+            ),
+            layer_switches: counter(
+                "bedside_sfu_layer_switches_total",
+                "Subscribers moved to another simulcast layer of a video",
             ),
             participant_bitrate: HistogramVec::new(
                 HistogramOpts::new(
@@ -162,6 +168,7 @@ impl SfuMetrics {
         let _ = registry.register(Box::new(metrics.participant_jitter.clone()));
         let _ = registry.register(Box::new(metrics.participant_round_trip.clone()));
         let _ = registry.register(Box::new(metrics.audio_only_switches.clone()));
+        let _ = registry.register(Box::new(metrics.layer_switches.clone()));
         metrics
     }
 }

@@ -17,6 +17,13 @@
 //! interval has passed (two subscribers starting together both get a
 //! keyframe).
 //!
+//! Every [`SPEECH_INTERVAL`] the rooms are told who speaks
+//! ([`crate::speakers`]) and each simulcast subscription's layer is
+//! chosen ([`crate::simulcast`]); every [`STATS_INTERVAL`] each
+//! participant's connection statistics go to their room
+//! ([`crate::stats`]), and a connection too weak for video is switched to
+//! audio only ([`AudioOnlyReason::WeakConnection`]).
+//!
 //! Invariants: a participant is in one room; media only flows between
 //! participants of the same room; a participant who publishes again (a
 //! reload, a rejoin) replaces their earlier connection.
@@ -34,6 +41,7 @@ use uuid::Uuid;
 
 use crate::endpoint::{Endpoint, EndpointError, Event, PeerId};
 use crate::metrics::SfuMetrics;
+use crate::simulcast;
 use crate::speakers::{RoomSpeech, SPEECH_INTERVAL, Speakers};
 use crate::stats::{Counters, ParticipantStats, STATS_INTERVAL};
 
@@ -79,6 +87,10 @@ pub const WEAK_ROUND_TRIP: f64 = 1.0;
 /// Weak intervals in a row after which video is switched off.
 pub const WEAK_SAMPLES: u32 = 3;
 
+/// What a subscriber's audio takes of its estimate before video shares the
+/// rest (Opus at its highest and its packet overhead).
+const AUDIO_SHARE_BPS: u64 = 64_000;
+
 /// Why the SFU refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SfuError {
@@ -121,6 +133,11 @@ enum Command {
         participant: Uuid,
         enabled: bool,
         reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+    ShownHeight {
+        subscriber: Uuid,
+        publisher: Uuid,
+        height: u16,
     },
 }
 
@@ -285,6 +302,17 @@ impl Sfu {
         .await
     }
 
+    /// The height (device pixels) `subscriber` shows `publisher`'s video
+    /// at: the simulcast layer it gets is the smallest at least that tall
+    /// ([`crate::simulcast`]).
+    pub fn show_at(&self, subscriber: Uuid, publisher: Uuid, height: u16) {
+        let _ = self.commands.send(Command::ShownHeight {
+            subscriber,
+            publisher,
+            height,
+        });
+    }
+
     /// Closes the participant's connection; the others stop receiving it.
     pub fn leave(&self, participant: Uuid) {
         let _ = self.commands.send(Command::Leave { participant });
@@ -315,6 +343,12 @@ struct Participant {
     audio_only: Option<AudioOnlyReason>,
     /// Statistics intervals in a row their connection was weak.
     weak_samples: u32,
+    /// The height they show each publisher's video at (`preferred_layer`).
+    shown_heights: HashMap<Uuid, u16>,
+    /// Their bandwidth, estimated from the loss they report.
+    bandwidth: simulcast::BandwidthEstimate,
+    /// When a layer they receive last moved down for bandwidth.
+    last_downgrade: Option<Instant>,
 }
 
 /// Whether a subscriber's copy of a track may carry packets now: its offer
@@ -330,8 +364,54 @@ struct Published {
     publisher: Uuid,
     kind: RtpCodecKind,
     codec: RTCRtpCodec,
-    ssrc: u32,
+    /// Its layers: one, or a simulcast video's (in the order they opened).
+    layers: Vec<LayerMeter>,
     subscriptions: Vec<Subscription>,
+}
+
+/// One layer of a published track and what it carries.
+struct LayerMeter {
+    ssrc: u32,
+    /// Payload bytes since the last measurement.
+    bytes: u64,
+    /// Smoothed bits per second.
+    bitrate_bps: u64,
+    /// The height its last keyframe declared (VP8).
+    height: Option<u16>,
+    last_packet: Instant,
+}
+
+impl LayerMeter {
+    fn new(ssrc: u32) -> Self {
+        Self {
+            ssrc,
+            bytes: 0,
+            bitrate_bps: 0,
+            height: None,
+            last_packet: Instant::now(),
+        }
+    }
+
+    fn layer(&self) -> simulcast::Layer {
+        simulcast::Layer {
+            ssrc: self.ssrc,
+            bitrate_bps: self.bitrate_bps,
+            height: self.height,
+            last_packet: self.last_packet,
+        }
+    }
+}
+
+impl Published {
+    fn simulcast(&self) -> bool {
+        self.layers.len() > 1
+    }
+
+    /// The layer a subscription's keyframe requests go to: the one it waits
+    /// to switch to, else the one it gets.
+    fn keyframe_layer(&self, sub: &Subscription) -> Option<u32> {
+        sub.target.or(sub.current)
+    }
 }
 
 /// One subscriber's copy of a published track.
@@ -348,6 +428,11 @@ struct Subscription {
     fresh: bool,
     /// Video not forwarded: the subscriber is in audio-only mode.
     paused: bool,
+    /// The layer forwarded now (`None` until the first keyframe of a
+    /// simulcast track's chosen layer).
+    current: Option<u32>,
+    /// The layer to switch to on its next keyframe, when not `current`.
+    target: Option<u32>,
 }
 
 struct Rooms {
@@ -418,10 +503,79 @@ impl Rooms {
         for (room, speakers) in changes {
             self.tell_room(room, &Signal::Speakers(speakers));
         }
+        self.choose_layers();
         let now = Instant::now();
         if now >= self.stats_due {
             self.stats_due = now + STATS_INTERVAL;
             self.sample_stats(now);
+        }
+    }
+
+    /// Measures each simulcast layer's bitrate over the last interval and
+    /// picks each subscriber's layer ([`simulcast::choose`]); a subscriber
+    /// whose layer changes gets it from the new layer's next keyframe,
+    /// asked for now.
+    fn choose_layers(&mut self) {
+        let now = Instant::now();
+        let seconds = SPEECH_INTERVAL.as_secs_f64();
+        let mut keyframes = Vec::new();
+        // Video subscriptions per subscriber: a bandwidth estimate is for
+        // everything it receives, shared equally (after audio's share).
+        let mut videos: HashMap<PeerId, u64> = HashMap::new();
+        for track in self
+            .published
+            .values()
+            .filter(|t| t.kind == RtpCodecKind::Video)
+        {
+            for sub in &track.subscriptions {
+                *videos.entry(sub.peer).or_default() += 1;
+            }
+        }
+        for ((publisher_peer, _), track) in &mut self.published {
+            if !track.simulcast() {
+                continue;
+            }
+            for layer in &mut track.layers {
+                let measured = (layer.bytes as f64 * 8.0 / seconds) as u64;
+                // Smoothed: a keyframe makes one interval's rate jump.
+                layer.bitrate_bps = (layer.bitrate_bps + measured) / 2;
+                layer.bytes = 0;
+            }
+            let layers: Vec<simulcast::Layer> =
+                track.layers.iter().map(LayerMeter::layer).collect();
+            for sub in &mut track.subscriptions {
+                let Some(subscriber) = self.participants.get_mut(&sub.subscriber) else {
+                    continue;
+                };
+                let shared = videos.get(&sub.peer).copied().unwrap_or(1).max(1);
+                let wants = simulcast::Wants {
+                    max_height: subscriber.shown_heights.get(&track.publisher).copied(),
+                    bandwidth_bps: subscriber
+                        .bandwidth
+                        .bps()
+                        .map(|bps| bps.saturating_sub(AUDIO_SHARE_BPS) / shared),
+                    last_downgrade: subscriber.last_downgrade,
+                };
+                let Some((ssrc, downgrade)) = simulcast::choose(&layers, sub.current, &wants, now)
+                else {
+                    continue;
+                };
+                if downgrade {
+                    subscriber.last_downgrade = Some(now);
+                }
+                sub.target = (sub.current != Some(ssrc)).then_some(ssrc);
+                if let Some(ssrc) = sub.target {
+                    // Asked again at every evaluation until it comes (the
+                    // rate limit spaces the requests): a request the
+                    // publisher missed must not leave the switch pending.
+                    keyframes.push((*publisher_peer, ssrc));
+                }
+            }
+        }
+        keyframes.sort_unstable();
+        keyframes.dedup();
+        for (publisher, ssrc) in keyframes {
+            self.request_keyframe(publisher, ssrc);
         }
     }
 
@@ -447,7 +601,7 @@ impl Rooms {
             let weak = stats.sending_loss >= WEAK_LOSS
                 || stats.receiving_loss >= WEAK_LOSS
                 || stats.round_trip.is_some_and(|rtt| rtt >= WEAK_ROUND_TRIP);
-            weak_now.push((*id, weak));
+            weak_now.push((*id, weak, stats));
             by_room
                 .entry(participant.room)
                 .or_default()
@@ -459,10 +613,12 @@ impl Rooms {
         }
         // Video off for a connection too weak for it, after a sustained
         // spell (one lossy interval is a hiccup, not a bad network).
-        for (id, weak) in weak_now {
+        for (id, weak, stats) in weak_now {
             let Some(p) = self.participants.get_mut(&id) else {
                 continue;
             };
+            p.bandwidth
+                .update(stats.receiving_bps, stats.receiving_loss);
             p.weak_samples = if weak { p.weak_samples + 1 } else { 0 };
             if p.weak_samples >= WEAK_SAMPLES && p.audio_only.is_none() {
                 self.metrics.audio_only_switches.inc();
@@ -523,6 +679,15 @@ impl Rooms {
                 let _ = reply.send(result);
             }
             Command::Leave { participant } => self.leave(participant),
+            Command::ShownHeight {
+                subscriber,
+                publisher,
+                height,
+            } => {
+                if let Some(p) = self.participants.get_mut(&subscriber) {
+                    p.shown_heights.insert(publisher, height);
+                }
+            }
             Command::AudioOnly {
                 participant,
                 enabled,
@@ -595,6 +760,9 @@ impl Rooms {
                 offer_needed: false,
                 audio_only: None,
                 weak_samples: 0,
+                shown_heights: HashMap::new(),
+                bandwidth: simulcast::BandwidthEstimate::default(),
+                last_downgrade: None,
             },
         );
         self.by_peer.insert(peer, participant);
@@ -638,6 +806,11 @@ impl Rooms {
                     active: false,
                     fresh: true,
                     paused: track.kind == RtpCodecKind::Video && participant.audio_only.is_some(),
+                    // A single layer flows from its first packet; a
+                    // simulcast track's layer is chosen at the next
+                    // evaluation and starts on its keyframe.
+                    current: (!track.simulcast()).then(|| track.layers[0].ssrc),
+                    target: None,
                 });
                 participant.offer_needed = true;
             }
@@ -675,15 +848,20 @@ impl Rooms {
             .published
             .iter()
             .filter(|(_, track)| track.kind == RtpCodecKind::Video)
-            .filter(|(_, track)| {
-                track.subscriptions.iter().any(|sub| {
-                    sub.peer == subscriber
-                        && sub.fresh
-                        && !sub.paused
-                        && flowing(sub, &self.connected)
-                })
+            .flat_map(|((publisher, _), track)| {
+                track
+                    .subscriptions
+                    .iter()
+                    .filter(|sub| {
+                        sub.peer == subscriber
+                            && sub.fresh
+                            && !sub.paused
+                            && flowing(sub, &self.connected)
+                    })
+                    .filter_map(|sub| track.keyframe_layer(sub))
+                    .map(|ssrc| (*publisher, ssrc))
+                    .collect::<Vec<_>>()
             })
-            .map(|((publisher, _), track)| (*publisher, track.ssrc))
             .collect();
         for (publisher, ssrc) in wanted {
             self.request_keyframe(publisher, ssrc);
@@ -790,8 +968,9 @@ impl Rooms {
                     track
                         .subscriptions
                         .iter()
-                        .any(|sub| sub.peer == peer && sub.sender == sender)
-                        .then_some((*publisher, track.ssrc))
+                        .find(|sub| sub.peer == peer && sub.sender == sender)
+                        .and_then(|sub| track.keyframe_layer(sub))
+                        .map(|ssrc| (*publisher, ssrc))
                 });
                 if let Some((publisher, ssrc)) = source {
                     self.request_keyframe(publisher, ssrc);
@@ -813,10 +992,13 @@ impl Rooms {
             return;
         };
         let key = (peer, track);
-        if self.published.contains_key(&key) {
-            // Another simulcast layer of a track already forwarded: the
-            // first layer to arrive is the one forwarded for now.
-            tracing::debug!(?rid, "further layer of a published track ignored");
+        if let Some(published) = self.published.get_mut(&key) {
+            // Another simulcast layer of a track already published: chosen
+            // among the others from the next evaluation (`choose_layers`).
+            if !published.layers.iter().any(|layer| layer.ssrc == ssrc) {
+                tracing::debug!(?rid, "simulcast layer opened");
+                published.layers.push(LayerMeter::new(ssrc));
+            }
             return;
         }
         let Some(room) = self.participants.get(&publisher).map(|p| p.room) else {
@@ -829,7 +1011,7 @@ impl Rooms {
                 publisher,
                 kind,
                 codec,
-                ssrc,
+                layers: vec![LayerMeter::new(ssrc)],
                 subscriptions: Vec::new(),
             },
         );
@@ -867,10 +1049,25 @@ impl Rooms {
         let Some(published) = self.published.get_mut(&(peer, track.to_owned())) else {
             return;
         };
-        if packet.header.ssrc != published.ssrc {
-            // Another simulcast layer (see `track_opened`).
+        let simulcast = published.simulcast();
+        let Some(layer) = published.layers.iter_mut().find(|layer| layer.ssrc == ssrc) else {
             return;
-        }
+        };
+        layer.bytes += packet.payload.len() as u64;
+        layer.last_packet = received_at;
+        // Simulcast: whether this packet starts a keyframe (a switch
+        // point), and the layer's size when it does.
+        let keyframe = simulcast
+            && published.kind == RtpCodecKind::Video
+            && match crate::vp8::Descriptor::parse(&packet.payload) {
+                Ok(descriptor) => {
+                    if let Some((_, height)) = descriptor.size {
+                        layer.height = Some(height);
+                    }
+                    descriptor.keyframe
+                }
+                Err(_) => false,
+            };
         if let Some(level) = audio_level {
             self.speech
                 .entry(published.room)
@@ -882,15 +1079,26 @@ impl Rooms {
             if sub.paused || !flowing(sub, &self.connected) {
                 continue;
             }
-            match self.endpoint.forward(
-                sub.peer,
-                sub.sender,
-                packet.clone(),
-                sub.fresh,
-                received_at,
-            ) {
+            let switch = if sub.current == Some(ssrc) {
+                sub.fresh
+            } else if keyframe && sub.target == Some(ssrc) {
+                true
+            } else {
+                continue;
+            };
+            match self
+                .endpoint
+                .forward(sub.peer, sub.sender, packet.clone(), switch, received_at)
+            {
                 Ok(true) => {
                     sub.fresh = false;
+                    if sub.current != Some(ssrc) {
+                        if sub.current.is_some() {
+                            self.metrics.layer_switches.inc();
+                        }
+                        sub.current = Some(ssrc);
+                        sub.target = None;
+                    }
                     self.metrics.forwarded_packets.inc();
                     self.metrics.forwarded_bytes.inc_by(bytes);
                 }

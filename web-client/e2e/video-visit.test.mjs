@@ -167,7 +167,8 @@ async function receivesMedia(page, role, after = 0) {
   return poll(`${role}'s video to be decoded (framesDecoded > ${after}) with audio`, async () => {
     const frames = Number((await tile.getAttribute('data-frames-decoded')) ?? 0);
     const level = Number((await tile.getAttribute('data-max-audio-level')) ?? 0);
-    return frames > after + 10 && level > 0 ? frames : false;
+    if (frames > after + 10 && level > 0) return frames;
+    throw new Error(`frames ${frames}, max audio level ${level}`);
   }, 45_000, 500);
 }
 

@@ -3,6 +3,7 @@
 import { type CallHandlers, type ChatMessage, type Participant, VisitCall } from './call';
 import { h, replaceChildren } from './dom';
 import { describe, quality } from './lib/connection';
+import { shownHeight } from './lib/simulcast';
 
 export interface CallView {
   call: VisitCall;
@@ -47,11 +48,25 @@ export function startCallView(opts: CallViewOptions): CallView {
   let audioOnly = false;
   const audioOnlyNote = h('p', { class: 'audio-only-note', 'data-testid': 'audio-only-note', role: 'status', hidden: true });
 
+  // Each tile's size goes to the server, which forwards the simulcast layer that fits it (when the
+  // publisher sends layers).
+  const sentHeights = new Map<string, number>();
+  const sizes = new ResizeObserver((entries) => {
+    for (const entry of entries) {
+      const id = (entry.target as HTMLElement).dataset.participant;
+      if (!id) continue;
+      const height = shownHeight(entry.contentRect.height, window.devicePixelRatio, sentHeights.get(id) ?? null);
+      if (height === null) continue;
+      sentHeights.set(id, height);
+      call.showAt(id, height);
+    }
+  });
   const ensureTile = (p: Participant): HTMLElement => {
     let tile = tileFor.get(p.participant_id);
     if (!tile) {
       const video = h('video', { autoplay: true, playsinline: true, 'data-participant': p.participant_id });
       videoFor.set(p.participant_id, video);
+      sizes.observe(video);
       tile = h('figure', { class: 'call-tile', 'data-testid': 'remote-tile', 'data-role': p.role }, video, h('figcaption'));
       tileFor.set(p.participant_id, tile);
       tiles.append(tile);
@@ -67,6 +82,9 @@ export function startCallView(opts: CallViewOptions): CallView {
       const present = new Set(list.map((p) => p.participant_id));
       for (const [id, tile] of tileFor) {
         if (!present.has(id)) {
+          const video = videoFor.get(id);
+          if (video) sizes.unobserve(video);
+          sentHeights.delete(id);
           tile.remove();
           tileFor.delete(id);
           videoFor.delete(id);
@@ -191,6 +209,7 @@ export function startCallView(opts: CallViewOptions): CallView {
   const stop = call.stop.bind(call);
   call.stop = () => {
     clearInterval(statsTimer);
+    sizes.disconnect();
     stop();
   };
   return { call, root };
@@ -207,6 +226,7 @@ async function showStats(call: VisitCall, tileFor: Map<string, HTMLElement>): Pr
     if (!stream) continue;
     const trackIds = new Set(stream.getTracks().map((t) => t.id));
     let frames = 0;
+    let height = 0;
     let level = 0;
     let lost = 0;
     let received = 0;
@@ -215,13 +235,17 @@ async function showStats(call: VisitCall, tileFor: Map<string, HTMLElement>): Pr
       if (stat.type !== 'inbound-rtp' || !trackIds.has(String(stat.trackIdentifier))) return;
       lost += Number(stat.packetsLost ?? 0);
       received += Number(stat.packetsReceived ?? 0);
-      if (stat.kind === 'video') frames = Number(stat.framesDecoded ?? 0);
+      if (stat.kind === 'video') {
+        frames = Number(stat.framesDecoded ?? 0);
+        height = Number(stat.frameHeight ?? 0);
+      }
       if (stat.kind === 'audio') {
         level = Number(stat.audioLevel ?? 0);
         jitterMs = Number(stat.jitter ?? 0) * 1000;
       }
     });
     tile.dataset.framesDecoded = String(frames);
+    tile.dataset.frameHeight = String(height);
     tile.dataset.audioLevel = String(level);
     tile.dataset.maxAudioLevel = String(Math.max(level, Number(tile.dataset.maxAudioLevel ?? 0)));
     let line = tile.querySelector<HTMLElement>('.tile-stats');

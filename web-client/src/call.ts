@@ -66,6 +66,8 @@ export class VisitCall {
   private iceServers: RTCIceServer[] = [];
   /** The user asked for audio only (asked again of each new connection). */
   private audioOnlyWanted = false;
+  /** The height each participant's video is shown at (asked again of each new connection). */
+  private shownHeights = new Map<string, number>();
   /** The video sender whose camera is off the wire in audio-only mode. */
   private pausedVideo: RTCRtpSender | null = null;
   participantId: string | null = null;
@@ -161,6 +163,12 @@ export class VisitCall {
     this.send({ type: 'audio_only', enabled });
   }
 
+  /** Tells the server how tall `participantId`'s video is shown (device pixels): it sends the layer that fits. */
+  showAt(participantId: string, height: number): void {
+    this.shownHeights.set(participantId, height);
+    this.send({ type: 'preferred_layer', participant_id: participantId, max_height: height });
+  }
+
   chat(text: string): void {
     this.send({ type: 'chat', text });
   }
@@ -218,6 +226,7 @@ export class VisitCall {
         break;
       }
       case 'participant_left':
+        this.shownHeights.delete(message.participant_id as string);
         this.others.delete(message.participant_id as string);
         this.streams.delete(message.participant_id as string);
         this.emitParticipants();
@@ -250,6 +259,7 @@ export class VisitCall {
       case 'media_connected':
         this.handlers.media?.(true);
         if (this.audioOnlyWanted) this.send({ type: 'audio_only', enabled: true });
+        for (const [id, height] of this.shownHeights) this.send({ type: 'preferred_layer', participant_id: id, max_height: height });
         break;
       case 'audio_only': {
         const enabled = message.enabled === true;
@@ -308,6 +318,9 @@ export class VisitCall {
     this.closeMedia();
     const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', iceServers: this.iceServers });
     this.pc = pc;
+    // One encoding of the camera. (Simulcast layers would let the server give each participant
+    // the size that fits, but the SFU's engine loses their streams when it renegotiates the
+    // connection that carries them; see docs/sfu-engine-notes.md.)
     for (const track of this.local.getTracks()) pc.addTrack(track, this.local);
     pc.onicecandidate = (event) => {
       if (event.candidate) this.send({ type: 'candidate', candidate: event.candidate.toJSON() });

@@ -139,6 +139,14 @@ pub enum ClientMessage {
         /// Camera on.
         video: bool,
     },
+    /// The size the caller shows a participant's video at: the simulcast
+    /// layer it gets is the smallest at least this tall.
+    PreferredLayer {
+        /// Whose video.
+        participant_id: Uuid,
+        /// Its height on the screen, device pixels (1–4320).
+        max_height: u16,
+    },
     /// Receive no video (and send none), or video again.
     AudioOnly {
         /// Audio only on.

@@ -25,6 +25,8 @@ use crate::visits::{Person, Role, Ticket, VisitError, VisitEvent};
 
 /// Longest chat message, in characters.
 const MAX_CHAT_CHARS: usize = 2000;
+/// The tallest video a client can say it shows (8K).
+const MAX_SHOWN_HEIGHT: u16 = 4320;
 /// Longest candidate line; real ones are under 200 bytes.
 const MAX_CANDIDATE_BYTES: usize = 512;
 
@@ -191,6 +193,7 @@ fn type_of(message: &ClientMessage) -> &'static str {
         ClientMessage::EndOfCandidates => "end_of_candidates",
         ClientMessage::Mute { .. } => "mute",
         ClientMessage::AudioOnly { .. } => "audio_only",
+        ClientMessage::PreferredLayer { .. } => "preferred_layer",
         ClientMessage::Chat { .. } => "chat",
         ClientMessage::Leave => "leave",
         ClientMessage::EndVisit => "end_visit",
@@ -238,6 +241,10 @@ impl Feed {
                 .ticket()
                 .and_then(|t| Ok(self.state.visits().mute(&t, audio, video)?)),
             ClientMessage::AudioOnly { enabled } => self.audio_only(enabled).await,
+            ClientMessage::PreferredLayer {
+                participant_id,
+                max_height,
+            } => self.preferred_layer(participant_id, max_height),
             ClientMessage::Chat { text } => self.chat(text),
             ClientMessage::Leave => {
                 self.leave_visit();
@@ -434,6 +441,23 @@ impl Feed {
         } else {
             Err(refuse("send_failed", "the socket failed"))
         }
+    }
+
+    fn preferred_layer(&mut self, publisher: Uuid, max_height: u16) -> Result<(), Refusal> {
+        let ticket = self.ticket()?;
+        self.state.visits().check_in_call(&ticket)?;
+        if !(1..=MAX_SHOWN_HEIGHT).contains(&max_height) {
+            return Err(refuse(
+                "invalid_layer",
+                format!("max_height must be 1 to {MAX_SHOWN_HEIGHT}"),
+            ));
+        }
+        let sfu = self
+            .state
+            .sfu()
+            .ok_or_else(|| refuse("media_unavailable", "video is not available on this server"))?;
+        sfu.show_at(ticket.participant, publisher, max_height);
+        Ok(())
     }
 
     async fn audio_only(&mut self, enabled: bool) -> Result<(), Refusal> {

@@ -116,6 +116,19 @@ require_toolchains() {
     version_at_least "$(node --version | tr -d v)" 20.19.0 || die "Node.js 20.19 or newer is needed"
 }
 
+# geckodriver (Firefox's WebDriver server) for the Firefox end-to-end test:
+# not in Debian, so from crates.io, built with cargo (about 1.5 minutes on
+# two cores) into cargo's bin directory. A pinned version, so a new release
+# cannot break a clean run.
+GECKODRIVER_VERSION=0.37.1
+ensure_geckodriver() {
+    if command -v geckodriver >/dev/null && geckodriver --version | head -1 | grep -q " $GECKODRIVER_VERSION"; then
+        return 0
+    fi
+    say "installing geckodriver $GECKODRIVER_VERSION with cargo"
+    cargo install --locked --quiet geckodriver --version "$GECKODRIVER_VERSION"
+}
+
 install_node20() {
     say "installing Node.js 20 (official binaries) into /usr/local"
     apt_need curl curl

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of Bedside: formatting and lints, the Rust unit and
 # integration tests (real PostgreSQL and Mosquitto), the web client's unit
-# tests, and the browser end-to-end test (Debian's Chromium, headless).
+# tests, and the browser end-to-end tests (Debian's Chromium and Firefox
+# ESR, headless).
 # Installs what is missing first. Starts a private PostgreSQL cluster on a
 # free port for the run and removes it afterwards.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -9,10 +10,13 @@ cd "$ROOT"
 
 install_base_packages
 apt_need chromium /usr/bin/chromium
+# The second browser engine of the video-visit test, driven through geckodriver.
+apt_need firefox-esr /usr/bin/firefox-esr
 # A real TURN server for the TURN credentials test.
 apt_need coturn turnserver
 apt_need coreutils stdbuf
 require_toolchains
+ensure_geckodriver
 
 PG_DIR="$(mktemp -d /tmp/bedside-test-pg.XXXXXX)"
 chmod 755 "$PG_DIR"

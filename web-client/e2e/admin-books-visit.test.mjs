@@ -10,28 +10,17 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-import { WAIT, bedsideRunner, dbUrl, expectText, expectUrl, freePort, poll, psql, serveUntilReady } from './support.mjs';
-
-const webClient = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const dist = join(webClient, 'dist');
-const results = join(webClient, 'test-results');
-const CHROMIUM = '/usr/bin/chromium';
-const BIN = process.env.BEDSIDE_BIN ? resolve(process.env.BEDSIDE_BIN) : resolve(webClient, '../target/debug/bedside');
-const PG_URL = process.env.BEDSIDE_TEST_PG_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { BedsideServer } from './bedside-server.mjs';
+import { RESULTS, expectText, expectUrl, launchChromium, newPage, poll, requireChromiumAndBuild, signIn } from './support.mjs';
 
 const run = randomBytes(4).toString('hex');
-const ADMIN = { email: 'admin@e2e.test', name: 'E2E Admin', password: `e2e-Admin-pass-${run}-long` };
+const ADMIN = { role: 'admin', email: 'admin@e2e.test', name: 'E2E Admin', password: `e2e-Admin-pass-${run}-long` };
 const CLINICIAN = { email: `clinician-${run}@e2e.test`, name: `Dr. Elena Test ${run}`, password: `e2e-Clinician-pass-${run}-long` };
 const PATIENT = { given: 'Mira', family: `Okafor-${run}`, mrn: `E2E-${run.toUpperCase()}`, birth: '1984-05-17' };
 
 // ---------- helpers ----------
-
-const runBedside = bedsideRunner(BIN);
 
 function wall(ms, timeZone) {
   const parts = Object.fromEntries(
@@ -55,111 +44,41 @@ export function pickStart(nowMs, timeZone) {
 
 // ---------- fixture ----------
 
-const state = { server: null, logs: [], db: null, dataDir: null, base: null, browser: null, joinUrl: null, consoleProblems: [] };
-
-async function startServer() {
-  const port = await freePort();
-  const metricsPort = await freePort();
-  state.base = `http://127.0.0.1:${port}`;
-  state.dataDir = mkdtempSync(join(tmpdir(), 'bedside-e2e-'));
-  if (!existsSync(BIN)) {
-    throw new Error(`The bedside binary is missing at ${BIN}. Build the server first (cargo build), or point BEDSIDE_BIN at it.`);
-  }
-  state.db = `e2e_${run}`;
-  psql(PG_URL, `CREATE DATABASE "${state.db}"`);
-  const env = {
-    ...process.env,
-    BEDSIDE_DATABASE__URL: dbUrl(PG_URL, state.db),
-    BEDSIDE_HTTP__ADDR: `127.0.0.1:${port}`,
-    BEDSIDE_METRICS__ADDR: `127.0.0.1:${metricsPort}`,
-    BEDSIDE_VISITS__MEDIA_UDP: '127.0.0.1:0',
-    BEDSIDE_HTTP__WEB_ROOT: dist,
-    BEDSIDE_DATA_DIR: state.dataDir,
-    BEDSIDE_PUBLIC_BASE_URL: state.base,
-    // This test is about records; the device gateway (and its broker) is not needed.
-    BEDSIDE_INGEST__ENABLED: 'false',
-  };
-  runBedside(['migrate'], env);
-  runBedside(['users', 'create', '--role', 'admin', '--email', ADMIN.email, '--name', ADMIN.name], env, `${ADMIN.password}\n`);
-  state.server = await serveUntilReady(BIN, env, state.base, state.logs);
-}
-
-async function stopServer() {
-  const child = state.server;
-  if (child && child.exitCode === null && child.signalCode === null) {
-    const gone = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    await gone;
-    clearTimeout(timer);
-  }
-  mkdirSync(results, { recursive: true });
-  // eslint-disable-next-line no-control-regex
-  writeFileSync(join(results, 'server.log'), state.logs.join('').replace(/\x1b\[[0-9;]*m/g, ''));
-  if (state.db) {
-    try {
-      psql(PG_URL, `DROP DATABASE IF EXISTS "${state.db}" WITH (FORCE)`);
-    } catch (e) {
-      console.error(`could not drop ${state.db}: ${e.message}`);
-    }
-  }
-  if (state.dataDir) rmSync(state.dataDir, { recursive: true, force: true });
-}
-
-async function newPage(context) {
-  const page = await context.newPage();
-  page.setDefaultTimeout(WAIT);
-  page.on('console', (m) => {
-    const t = m.text();
-    if (/Content Security Policy|Refused to/i.test(t)) state.consoleProblems.push(`${page.url()}: ${t}`);
-  });
-  page.on('pageerror', (e) => state.consoleProblems.push(`${page.url()}: uncaught ${e.message}`));
-  return page;
-}
-
-async function signIn(page, who) {
-  await page.goto(`${state.base}/login`);
-  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
-  await page.getByLabel('Email').fill(who.email);
-  await page.getByLabel('Password').fill(who.password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-}
+const server = new BedsideServer({
+  db: `e2e_${run}`,
+  users: [ADMIN],
+  // This test is about records; the device gateway (and its broker) is not needed.
+  broker: false,
+  log: 'server.log',
+});
+const state = { browser: null, joinUrl: null, consoleProblems: [] };
 
 // ---------- the test ----------
 
 describe('admin books a video visit; the clinician sees it', { timeout: 300_000 }, () => {
   before(async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(`Chromium is not installed at ${CHROMIUM}: run \`apt-get install -y chromium\` (as root) and try again.`);
-    }
-    if (!existsSync(join(dist, 'index.html'))) {
-      throw new Error(`${dist}/index.html is missing: run \`npm run build\` first (\`npm run e2e\` does it).`);
-    }
-    mkdirSync(results, { recursive: true });
-    await startServer();
-    state.browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    requireChromiumAndBuild();
+    await server.start();
+    state.browser = await launchChromium();
   });
 
   after(async () => {
     await state.browser?.close().catch(() => {});
-    await stopServer();
+    await server.stop();
   });
 
   test('admin → patient, clinician, booking, join link; clinician → Today', async () => {
-    const clinic = await (await fetch(`${state.base}/api/v1/clinic`)).json();
+    const clinic = await (await fetch(`${server.base}/api/v1/clinic`)).json();
     assert.equal(typeof clinic.time_zone, 'string', `GET /api/v1/clinic gave ${JSON.stringify(clinic)}`);
     const serverNow = Date.parse(clinic.now);
     const start = pickStart(Number.isNaN(serverNow) ? Date.now() : serverNow, clinic.time_zone);
 
     const context = await state.browser.newContext({ viewport: { width: 1280, height: 900 } });
-    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: state.base });
-    const page = await newPage(context);
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.base });
+    const page = await newPage(context, state.consoleProblems);
 
     // 1. The admin signs in and lands on /admin.
-    await signIn(page, ADMIN);
+    await signIn(page, server.base, ADMIN);
     await expectUrl(page, '/admin');
     await page.getByRole('heading', { name: 'Administration', level: 1 }).waitFor();
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Admin' }).waitFor();
@@ -217,7 +136,7 @@ describe('admin books a video visit; the clinician sees it', { timeout: 300_000 
     // 5. Sees and copies the join link.
     const joinUrl = await page.getByLabel('Join link').inputValue();
     const parsed = new URL(joinUrl);
-    assert.equal(parsed.origin, state.base, `join_url ${joinUrl} should be on ${state.base}`);
+    assert.equal(parsed.origin, server.base, `join_url ${joinUrl} should be on ${server.base}`);
     assert.equal(parsed.pathname, '/join', `join_url ${joinUrl} should go to /join`);
     assert.match(parsed.hash, /^#t=.+/, `join_url ${joinUrl} should carry the token in #t=`);
     await page.getByRole('button', { name: 'Copy join link' }).click();
@@ -233,7 +152,7 @@ describe('admin books a video visit; the clinician sees it', { timeout: 300_000 
     assert.equal(await page.evaluate(() => sessionStorage.getItem('bedside.staff')), null, 'tokens must be gone after logout');
 
     // 7. The clinician signs in (clinicians start on the dashboard) and sees the visit on Today.
-    await signIn(page, CLINICIAN);
+    await signIn(page, server.base, CLINICIAN);
     await expectUrl(page, '/dashboard');
     await page.getByRole('heading', { name: 'Dashboard', level: 1 }).waitFor();
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Today' }).click();
@@ -253,8 +172,8 @@ describe('admin books a video visit; the clinician sees it', { timeout: 300_000 
     await expectText(row, 'Booked');
     await expectText(row, 'Video');
     await row.getByRole('button', { name: /^Mark arrived/ }).waitFor();
-    mkdirSync(results, { recursive: true });
-    await page.screenshot({ path: join(results, 'clinician-today.png'), fullPage: true });
+    mkdirSync(RESULTS, { recursive: true });
+    await page.screenshot({ path: join(RESULTS, 'clinician-today.png'), fullPage: true });
 
     await context.close();
     assert.deepEqual(state.consoleProblems, [], 'no CSP violations or uncaught errors in the page');
@@ -263,7 +182,7 @@ describe('admin books a video visit; the clinician sees it', { timeout: 300_000 
   test('the patient opens the join link', async (t) => {
     if (!state.joinUrl) return t.skip('no join link (the booking test failed)');
     const context = await state.browser.newContext({ viewport: { width: 900, height: 900 } });
-    const page = await newPage(context);
+    const page = await newPage(context, state.consoleProblems);
     await page.goto(state.joinUrl);
     const heading = page.getByRole('heading', { level: 1 });
     await poll('the join page to settle', async () => /not opened yet|Your visit|expired|does not work|could not be opened/.test(await heading.innerText()) && !(await page.getByText('Opening your visit…').count()));
@@ -280,7 +199,7 @@ describe('admin books a video visit; the clinician sees it', { timeout: 300_000 
       await expectText(page.getByRole('status').filter({ hasText: 'checked in' }), "You're checked in. Check your camera and microphone, then join the waiting room.");
       assert.equal(new URL(page.url()).hash, '', 'the token is taken out of the address bar');
     }
-    await page.screenshot({ path: join(results, 'join-page.png'), fullPage: true });
+    await page.screenshot({ path: join(RESULTS, 'join-page.png'), fullPage: true });
     await context.close();
     assert.deepEqual(state.consoleProblems, [], 'no CSP violations or uncaught errors in the page');
   });

@@ -1,8 +1,11 @@
 // End-to-end: a video visit through the real bedside server (signaling and SFU) between two
 // Chromium browser contexts with fake cameras and microphones. The patient opens the join link,
-// accepts the consent, checks their devices and waits; the clinician admits them; each side
-// decodes the other's video (framesDecoded grows) and receives audio with a non-zero level; the
-// patient reloads the page and is back in the call without being admitted again; readings that the
+// accepts the consent, checks their devices (a camera and microphone to choose, the level meter
+// moving, the network check's verdict) and waits; the clinician admits them; each side decodes the
+// other's video (framesDecoded grows) and receives audio with a non-zero level; the server's
+// connection statistics show on the clinician's tile of the patient and as the patient's own; with
+// the clinician muted the patient is the dominant speaker on both pages; the patient's audio-only
+// mode stops the clinician's video reaching them and brings it back; the patient reloads the page and is back in the call without being admitted again; readings that the
 // patient's oximeter publishes over a real Mosquitto appear in the clinician's in-call panel and an
 // alarming one raises an alert there, acknowledged from the call; the clinician invites an
 // interpreter through a single-use guest link and all three see and hear each other; the clinician
@@ -17,141 +20,40 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-import { Fatal, WAIT, bedsideRunner, dbUrl, expectText, freePort, poll, psql, publishSenml, serveUntilReady, startMosquitto } from './support.mjs';
-
-const webClient = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const dist = join(webClient, 'dist');
-const results = join(webClient, 'test-results');
-const CHROMIUM = '/usr/bin/chromium';
-const BIN = process.env.BEDSIDE_BIN ? resolve(process.env.BEDSIDE_BIN) : resolve(webClient, '../target/debug/bedside');
-const PG_URL = process.env.BEDSIDE_TEST_PG_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
+import { join } from 'node:path';
+import { BedsideServer, bookVideoVisitNow, createPatient } from './bedside-server.mjs';
+import { RESULTS, WAIT, expectText, launchChromium, newPage, poll, publishSenml, requireChromiumAndBuild, signIn } from './support.mjs';
 
 const run = randomBytes(4).toString('hex');
-const ADMIN = { email: `admin-${run}@e2e.test`, name: 'E2E Admin', password: `e2e-Admin-pass-${run}-long` };
-const CLINICIAN = { email: `clinician-${run}@e2e.test`, name: `Dr. Ada Call ${run}`, password: `e2e-Clinician-pass-${run}-long` };
-const PATIENT = { given: 'Ravi', family: `Okafor-${run}`, mrn: `E2E-V-${run.toUpperCase()}`, birth: '1960-07-14' };
+const ADMIN = { role: 'admin', email: `admin-${run}@e2e.test`, name: 'E2E Admin', password: `e2e-Admin-pass-${run}-long` };
+const CLINICIAN = { role: 'clinician', email: `clinician-${run}@e2e.test`, name: `Dr. Ada Call ${run}`, password: `e2e-Clinician-pass-${run}-long` };
+const PATIENT = { given: 'Ravi', family: `Okafor-${run}`, mrn: `E2E-V-${run.toUpperCase()}`, birth: '1960-07-14', sex: 'male' };
 
-const runBedside = bedsideRunner(BIN);
-const state = { metricsPort: null, mqttPort: null, broker: null, brokerLogs: [], device: null, server: null, logs: [], db: null, dataDir: null, base: null, browser: null, appointmentId: null, joinUrl: null, adminToken: null, problems: [] };
+const server = new BedsideServer({
+  db: `e2e_visit_${run}`,
+  users: [ADMIN, CLINICIAN],
+  // The device gateway on a private broker: readings reach the clinician's in-call panel.
+  broker: true,
+  log: 'server-visit.log',
+});
+const state = { device: null, browser: null, appointmentId: null, joinUrl: null, adminToken: null, problems: [] };
 
-// eslint-disable-next-line no-control-regex
-const plain = (chunks) => chunks.join('').replace(/\x1b\[[0-9;]*m/g, '');
-
-async function apiCall(method, path, token, body) {
-  const res = await fetch(`${state.base}/api/v1${path}`, {
-    method,
-    headers: { Accept: 'application/json', ...(token ? { Authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${path} → ${res.status}: ${text}`);
-  return text ? JSON.parse(text) : null;
-}
-
-async function login(who) {
-  const t = await apiCall('POST', '/auth/login', null, { email: who.email, password: who.password });
-  return t.access_token;
-}
-
-async function startServer() {
-  if (!existsSync(BIN)) throw new Error(`The bedside binary is missing at ${BIN}. Build it first (cargo build), or point BEDSIDE_BIN at it.`);
-  const port = await freePort();
-  state.base = `http://127.0.0.1:${port}`;
-  state.dataDir = mkdtempSync(join(tmpdir(), 'bedside-e2e-visit-'));
-  state.db = `e2e_visit_${run}`;
-  psql(PG_URL, `CREATE DATABASE "${state.db}"`);
-  const env = {
-    ...process.env,
-    BEDSIDE_DATABASE__URL: dbUrl(PG_URL, state.db),
-    BEDSIDE_HTTP__ADDR: `127.0.0.1:${port}`,
-    BEDSIDE_METRICS__ADDR: `127.0.0.1:${(state.metricsPort = await freePort())}`,
-    // The SFU's one UDP socket; the browsers reach it on loopback.
-    BEDSIDE_VISITS__MEDIA_UDP: '127.0.0.1:0',
-    BEDSIDE_HTTP__WEB_ROOT: dist,
-    BEDSIDE_DATA_DIR: state.dataDir,
-    BEDSIDE_PUBLIC_BASE_URL: state.base,
-    // The device gateway on a private broker: readings reach the clinician's in-call panel.
-    BEDSIDE_MQTT__URL: `mqtt://127.0.0.1:${(state.mqttPort = await freePort())}`,
-    BEDSIDE_MQTT__PASSWORD: `gw-${randomBytes(16).toString('hex')}`,
-    BEDSIDE_MQTT__BROKER_PID_FILE: join(state.dataDir, 'mosquitto.pid'),
-    BEDSIDE_INGEST__BATCH_AGE_MS: '20',
-  };
-  runBedside(['migrate'], env);
-  runBedside(['users', 'create', '--role', 'admin', '--email', ADMIN.email, '--name', ADMIN.name], env, `${ADMIN.password}\n`);
-  runBedside(['users', 'create', '--role', 'clinician', '--email', CLINICIAN.email, '--name', CLINICIAN.name], env, `${CLINICIAN.password}\n`);
-  // Not ready (/readyz) until the gateway reaches the broker, started below on the server's files.
-  state.server = await serveUntilReady(BIN, env, state.base, state.logs, '/api/v1/clinic');
-
-  // A video visit starting now, booked through the API.
-  state.adminToken = await login(ADMIN);
-  const me = await apiCall('GET', '/me', await login(CLINICIAN));
-  const patient = await apiCall('POST', '/patients', state.adminToken, { mrn: PATIENT.mrn, given_name: PATIENT.given, family_name: PATIENT.family, birth_date: PATIENT.birth, sex: 'male' });
-  state.device = await apiCall('POST', '/devices', state.adminToken, { serial: `OX-${run}`, kind: 'pulse_oximeter', patient_id: patient.id });
-  state.broker = startMosquitto(state.dataDir, state.mqttPort, state.brokerLogs);
-  await poll('GET /readyz to answer 200 (the gateway reached the broker)', async () => {
-    if (state.broker.exited) throw new Fatal(`mosquitto exited (${JSON.stringify(state.broker.exited)}): ${plain(state.brokerLogs)}`);
-    const res = await fetch(`${state.base}/readyz`).catch(() => null);
-    return res?.status === 200;
-  }, 60_000, 250);
-  const clinic = await apiCall('GET', '/clinic', null);
-  const booked = await apiCall('POST', '/appointments', state.adminToken, {
-    patient_id: patient.id,
-    practitioner_id: me.practitioner_id,
-    start: new Date(Date.parse(clinic.now) - 60_000).toISOString(),
-    duration_minutes: 30,
-    kind: 'video',
-    reason: 'E2E video follow-up',
-  });
+async function startServerAndBookVisit() {
+  await server.start();
+  // A video visit starting now, booked through the API, for a patient with an oximeter.
+  state.adminToken = await server.api.login(ADMIN);
+  const patient = await createPatient(server.api, state.adminToken, PATIENT);
+  state.device = await server.api.call('POST', '/devices', state.adminToken, { serial: `OX-${run}`, kind: 'pulse_oximeter', patient_id: patient.id });
+  await server.startBroker();
+  const booked = await bookVideoVisitNow(server.api, state.adminToken, patient.id, CLINICIAN, 'E2E video follow-up');
   state.appointmentId = booked.id;
   state.joinUrl = booked.join_url;
-  assert.match(state.joinUrl ?? '', /\/join#t=/, `the booking answered ${JSON.stringify(booked)}`);
-}
-
-async function stopChild(child) {
-  if (child && child.exitCode === null && child.signalCode === null) {
-    const gone = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    await gone;
-    clearTimeout(timer);
-  }
-}
-
-async function stopServer() {
-  await stopChild(state.server);
-  await stopChild(state.broker);
-  mkdirSync(results, { recursive: true });
-  writeFileSync(join(results, 'server-visit.log'), plain(state.logs));
-  if (state.db) {
-    try {
-      psql(PG_URL, `DROP DATABASE IF EXISTS "${state.db}" WITH (FORCE)`);
-    } catch (e) {
-      console.error(`could not drop ${state.db}: ${e.message}`);
-    }
-  }
-  if (state.dataDir) rmSync(state.dataDir, { recursive: true, force: true });
 }
 
 async function newContext() {
   const context = await state.browser.newContext({ viewport: { width: 1100, height: 900 } });
-  await context.grantPermissions(['camera', 'microphone'], { origin: state.base });
+  await context.grantPermissions(['camera', 'microphone'], { origin: server.base });
   return context;
-}
-
-async function newPage(context) {
-  const page = await context.newPage();
-  page.setDefaultTimeout(WAIT);
-  page.on('console', (m) => {
-    const t = m.text();
-    if (/Content Security Policy|Refused to/i.test(t)) state.problems.push(`${page.url()}: ${t}`);
-  });
-  page.on('pageerror', (e) => state.problems.push(`${page.url()}: uncaught ${e.message}`));
-  return page;
 }
 
 async function phase(page, expected, timeout = WAIT) {
@@ -174,44 +76,43 @@ async function receivesMedia(page, role, after = 0) {
 
 describe('a video visit between two browsers through the SFU', { timeout: 300_000 }, () => {
   before(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`Chromium is not installed at ${CHROMIUM}: run \`apt-get install -y chromium\` (as root) and try again.`);
-    if (!existsSync(join(dist, 'index.html'))) throw new Error(`${dist}/index.html is missing: run \`npm run build\` first (\`npm run e2e\` does it).`);
-    mkdirSync(results, { recursive: true });
-    await startServer();
-    state.browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync',
-        // A fake camera (a moving test pattern) and microphone (a beep), allowed without asking.
-        '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-      ],
-    });
+    requireChromiumAndBuild();
+    await startServerAndBookVisit();
+    state.browser = await launchChromium({ fakeMedia: true });
   });
 
   after(async () => {
     await state.browser?.close().catch(() => {});
-    await stopServer();
+    await server.stop();
   });
 
   test('waiting room, admission, media both ways, reload without readmission, end', async () => {
     const clinicianContext = await newContext();
-    const clinician = await newPage(clinicianContext);
+    const clinician = await newPage(clinicianContext, state.problems);
     clinician.on('dialog', (d) => void d.accept());
-    await clinician.goto(`${state.base}/login`);
-    await clinician.getByLabel('Email').fill(CLINICIAN.email);
-    await clinician.getByLabel('Password').fill(CLINICIAN.password);
-    await clinician.getByRole('button', { name: 'Sign in' }).click();
+    await signIn(clinician, server.base, CLINICIAN);
     await clinician.getByRole('heading', { name: 'Dashboard', level: 1 }).waitFor();
-    await clinician.goto(`${state.base}/visits/${state.appointmentId}`);
+    await clinician.goto(`${server.base}/visits/${state.appointmentId}`);
     await clinician.getByTestId('start-visit').click();
     await phase(clinician, 'in_call');
 
     // The patient: consent, device check, waiting room.
     const patientContext = await newContext();
-    const patient = await newPage(patientContext);
+    const patient = await newPage(patientContext, state.problems);
     await patient.goto(state.joinUrl);
     await patient.getByRole('button', { name: 'I agree' }).click();
     await patient.getByRole('button', { name: 'Check camera and microphone' }).click();
+    // The device check: the camera and microphone to choose from, a level meter that moves with
+    // the (fake, beeping) microphone, and the network check's verdict.
+    await poll('a camera to choose', async () => (await patient.getByLabel('Camera', { exact: true }).locator('option').count()) >= 1);
+    const microphones = patient.getByLabel('Microphone', { exact: true }).locator('option');
+    await poll('a microphone to choose', async () => (await microphones.count()) >= 1);
+    await poll('the microphone level meter to move', async () => Number(await patient.getByTestId('mic-level').getAttribute('data-peak')) > 0.01);
+    await poll('the network check\'s verdict', async () => (await patient.getByTestId('network-check').getAttribute('data-verdict')) === 'good');
+    await expectText(patient.getByTestId('network-check'), /connection to the clinic is good \(\d+ ms/);
+    // Choosing a device again reopens it: the preview keeps playing.
+    await patient.getByLabel('Microphone', { exact: true }).selectOption({ index: (await microphones.count()) - 1 });
+    await poll('the preview playing after the choice', async () => patient.getByTestId('preview').evaluate((v) => v.srcObject !== null && !v.paused && v.readyState >= 2));
     await patient.getByRole('button', { name: 'Join the waiting room' }).click();
     await phase(patient, 'waiting');
     assert.equal(await patient.getByTestId('remote-tile').count(), 0, 'a waiting patient sees nobody');
@@ -252,23 +153,23 @@ describe('a video visit between two browsers through the SFU', { timeout: 300_00
     await patient.getByRole('button', { name: 'Turn video back on' }).click();
     await receivesMedia(patient, 'clinician', pausedAt);
     await poll('the patient\'s camera on again for the clinician', async () => !/camera off/.test(await patientTile.locator('figcaption').innerText()));
-    await patient.screenshot({ path: join(results, 'visit-patient.png'), fullPage: true });
-    await clinician.screenshot({ path: join(results, 'visit-clinician.png'), fullPage: true });
+    await patient.screenshot({ path: join(RESULTS, 'visit-patient.png'), fullPage: true });
+    await clinician.screenshot({ path: join(RESULTS, 'visit-clinician.png'), fullPage: true });
     // During the call a reading published by the patient's oximeter appears in the clinician's
     // in-call panel, and an alarming one raises an alert there, acknowledged from the call.
     const panel = clinician.getByTestId('in-call-vitals');
-    publishSenml(state.mqttPort, state.device, [{ n: 'heart_rate', u: '/min', v: 72 }]);
+    publishSenml(server.mqttPort, state.device, [{ n: 'heart_rate', u: '/min', v: 72 }]);
     await expectText(panel.getByTestId('in-call-heart_rate'), /^72\b/);
-    publishSenml(state.mqttPort, state.device, [{ n: 'spo2', u: '%', v: 85 }]);
+    publishSenml(server.mqttPort, state.device, [{ n: 'spo2', u: '%', v: 85 }]);
     const alertItem = panel.getByTestId('in-call-alerts').getByRole('listitem').filter({ hasText: 'SpO₂' });
     await expectText(alertItem, 'SpO₂ 85 %');
     assert.equal(await alertItem.getAttribute('data-status'), 'open');
     await alertItem.getByRole('button', { name: 'Acknowledge' }).click();
     await poll('the alert acknowledged in the panel', async () => (await alertItem.getAttribute('data-status')) === 'acknowledged');
-    await clinician.screenshot({ path: join(results, 'visit-clinician-vitals.png'), fullPage: true });
+    await clinician.screenshot({ path: join(RESULTS, 'visit-clinician-vitals.png'), fullPage: true });
 
     // The SFU's metrics count what it forwarded (no ids in them).
-    const metrics = await (await fetch(`http://127.0.0.1:${state.metricsPort}/metrics`)).text();
+    const metrics = await (await fetch(`http://127.0.0.1:${server.metricsPort}/metrics`)).text();
     const value = (name) => Number(metrics.match(new RegExp(`^${name} (\\d+)`, 'm'))?.[1] ?? NaN);
     assert.ok(value('bedside_sfu_forwarded_packets_total') > 100, `forwarded packets in:\n${metrics.split('\n').filter((l) => l.startsWith('bedside_sfu')).join('\n')}`);
     assert.equal(value('bedside_sfu_participants'), 2);
@@ -282,7 +183,7 @@ describe('a video visit between two browsers through the SFU', { timeout: 300_00
     await clinician.getByRole('button', { name: 'Create guest link' }).click();
     const guestUrl = await clinician.getByTestId('guest-link-url').inputValue();
     const guestContext = await newContext();
-    const guest = await newPage(guestContext);
+    const guest = await newPage(guestContext, state.problems);
     await guest.goto(guestUrl);
     await guest.getByLabel('Your name (shown to the others in the call)').fill('Ana Interpreter');
     await guest.getByRole('button', { name: 'Continue' }).click();
@@ -297,8 +198,8 @@ describe('a video visit between two browsers through the SFU', { timeout: 300_00
     await receivesMedia(guest, 'patient');
     await receivesMedia(patient, 'guest');
     await receivesMedia(clinician, 'guest');
-    await guest.screenshot({ path: join(results, 'visit-guest.png'), fullPage: true });
-    const reuse = await fetch(`${state.base}/api/v1/auth/guest`, {
+    await guest.screenshot({ path: join(RESULTS, 'visit-guest.png'), fullPage: true });
+    const reuse = await fetch(`${server.base}/api/v1/auth/guest`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ token: new URL(guestUrl).hash.slice('#t='.length), name: 'Someone else' }),
@@ -306,7 +207,7 @@ describe('a video visit between two browsers through the SFU', { timeout: 300_00
     assert.equal(reuse.status, 409, 'a guest link works once');
     assert.equal((await reuse.json()).code, 'guest_link_used');
 
-    const status = await apiCall('GET', `/appointments/${state.appointmentId}`, state.adminToken);
+    const status = await server.api.call('GET', `/appointments/${state.appointmentId}`, state.adminToken);
     assert.equal(status.status, 'in_progress', 'admission starts the visit');
 
     // The patient reloads: straight back into the call, nobody admits them again.
@@ -322,7 +223,7 @@ describe('a video visit between two browsers through the SFU', { timeout: 300_00
     await phase(clinician, 'ended');
     await phase(patient, 'ended');
     await phase(guest, 'ended');
-    const finished = await apiCall('GET', `/appointments/${state.appointmentId}`, state.adminToken);
+    const finished = await server.api.call('GET', `/appointments/${state.appointmentId}`, state.adminToken);
     assert.equal(finished.status, 'finished');
 
     await clinicianContext.close();

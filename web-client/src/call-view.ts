@@ -258,10 +258,13 @@ async function showStats(call: VisitCall, tileFor: Map<string, HTMLElement>): Pr
   }
 }
 
-/** Asks for the camera and microphone; a clear message when refused or missing. */
-export async function openCameraAndMicrophone(): Promise<MediaStream> {
+/** Asks for the camera and microphone (the chosen ones, if given); a clear message when refused or missing. */
+export async function openCameraAndMicrophone(choice: { camera?: string; microphone?: string } = {}): Promise<MediaStream> {
   try {
-    return await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
+    return await navigator.mediaDevices.getUserMedia({
+      audio: choice.microphone ? { deviceId: { exact: choice.microphone } } : true,
+      video: { width: 640, height: 360, ...(choice.camera ? { deviceId: { exact: choice.camera } } : {}) },
+    });
   } catch (err) {
     const name = err instanceof DOMException ? err.name : '';
     if (name === 'NotAllowedError') throw new Error('Allow this page to use your camera and microphone (see the icon in the address bar), then try again.');

@@ -1,12 +1,15 @@
-// The way into a call for patients and guests: a camera and microphone check with a preview,
-// then the waiting room and the call. A reload during the call goes straight back in (the seat
+// The way into a call for patients and guests: a camera and microphone check (preview, choice of
+// devices, microphone level, network check), then the waiting room and the call. A reload during the call goes straight back in (the seat
 // keeps its admission for a grace period), remembered per tab in sessionStorage.
 import type { CallPhase } from './call';
 import { openCameraAndMicrophone, startCallView } from './call-view';
+import { type DeviceCheck, startDeviceCheck } from './device-check';
 import { h, replaceChildren } from './dom';
 
 /** Set while this tab is in a visit, so a reload goes straight back in. */
 const IN_CALL_KEY = 'bedside.visit.in_call';
+/** The camera and microphone chosen in the device check, for that reload. */
+const DEVICES_KEY = 'bedside.visit.devices';
 
 const PHASE_TEXT: Partial<Record<CallPhase, string>> = {
   connecting: 'Connecting…',
@@ -33,6 +36,10 @@ export function offerEntry(opts: EntryOptions): void {
   const { callArea, status, appointmentId } = opts;
   const joinCall = (local: MediaStream) => {
     sessionStorage.setItem(IN_CALL_KEY, appointmentId);
+    sessionStorage.setItem(
+      DEVICES_KEY,
+      JSON.stringify({ camera: local.getVideoTracks()[0]?.getSettings().deviceId, microphone: local.getAudioTracks()[0]?.getSettings().deviceId }),
+    );
     const stopLocal = () => {
       for (const track of local.getTracks()) track.stop();
     };
@@ -68,35 +75,35 @@ export function offerEntry(opts: EntryOptions): void {
   };
 
   const problemText = h('div', { role: 'alert', class: 'form-alert' });
-  const preview = h('video', { class: 'preview', autoplay: true, playsinline: true, muted: true, 'data-testid': 'preview' });
-  preview.muted = true;
   const start = h('button', { type: 'button', class: 'button primary large' }, 'Check camera and microphone');
-  let local: MediaStream | null = null;
+  const checkArea = h('div');
+  let check: DeviceCheck | null = null;
   start.addEventListener('click', async () => {
     problemText.replaceChildren();
-    if (!local) {
+    if (!check) {
       start.disabled = true;
       try {
-        local = await openCameraAndMicrophone();
+        check = await startDeviceCheck();
       } catch (err) {
         problemText.replaceChildren(h('p', null, err instanceof Error ? err.message : String(err)));
         start.disabled = false;
         return;
       }
-      preview.srcObject = local;
+      replaceChildren(checkArea, check.root);
       start.textContent = 'Join the waiting room';
       start.disabled = false;
       return;
     }
-    joinCall(local);
+    check.stop();
+    joinCall(check.stream());
   });
-  replaceChildren(callArea, h('section', { class: 'card device-check', 'aria-label': 'Camera and microphone' }, preview, problemText, start));
+  replaceChildren(callArea, h('section', { class: 'card device-check-entry', 'aria-label': 'Before the call' }, checkArea, problemText, start));
   if (sessionStorage.getItem(IN_CALL_KEY) === appointmentId) {
-    void openCameraAndMicrophone()
-      .then((stream) => {
-        local = stream;
-        joinCall(stream);
-      })
+    // Back into the call with the devices chosen before the reload.
+    const chosen = JSON.parse(sessionStorage.getItem(DEVICES_KEY) ?? '{}') as { camera?: string; microphone?: string };
+    void openCameraAndMicrophone(chosen)
+      .catch(() => openCameraAndMicrophone())
+      .then((stream) => joinCall(stream))
       .catch(() => undefined);
   }
 }

@@ -555,6 +555,7 @@ impl Endpoint {
         };
         let now = Instant::now();
         let previous_source = track.numbering.source();
+        let source = packet.header.ssrc;
         let Some(out) = track.numbering.rewrite(
             packet.header.ssrc,
             packet.header.sequence_number,
@@ -573,10 +574,11 @@ impl Endpoint {
         if let Some(pictures) = &mut track.pictures
             && let Ok(descriptor) = crate::vp8::Descriptor::parse(&packet.payload)
         {
-            // A switch (another layer, or a resumed one) re-anchors the
-            // picture IDs; the payload is copied only once they differ from
+            // A switch to another layer re-anchors the picture IDs (a
+            // resumed layer keeps its own: after a keyframe the gap is
+            // harmless); the payload is copied only once they differ from
             // the source's.
-            let switched = switch && previous_source.is_some();
+            let switched = switch && previous_source.is_some_and(|previous| previous != source);
             if let Some((picture_id, tl0)) = pictures.map(&descriptor, switched)
                 && pictures.shifted()
             {

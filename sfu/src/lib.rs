@@ -29,7 +29,8 @@
 //!   participant of the room, renegotiation driven by the SFU alone (no
 //!   glare), keyframe requests on subscription and from subscribers,
 //!   rate-limited.
-//! - [`metrics`]: Prometheus counters and gauges, without labels.
+//! - [`metrics`]: Prometheus counters, gauges and histograms, with no
+//!   label but a direction (never a room, participant or patient).
 //! - [`simulcast`]: which layer of a published video each subscriber
 //!   gets, from the size it shows it at and its bandwidth estimate (not
 //!   yet used by the web client: see that module).

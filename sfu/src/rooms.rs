@@ -31,6 +31,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use rtc::peer_connection::configuration::media_engine::MIME_TYPE_VP8;
 use rtc::peer_connection::transport::RTCIceCandidateInit;
 /// A remote ICE candidate as signaling receives it.
 pub use rtc::peer_connection::transport::RTCIceCandidateInit as IceCandidate;
@@ -544,6 +545,9 @@ impl Rooms {
             let layers: Vec<simulcast::Layer> =
                 track.layers.iter().map(LayerMeter::layer).collect();
             for sub in &mut track.subscriptions {
+                if sub.paused || !flowing(sub, &self.connected) {
+                    continue;
+                }
                 let Some(subscriber) = self.participants.get_mut(&sub.subscriber) else {
                     continue;
                 };
@@ -583,7 +587,6 @@ impl Rooms {
     /// statistics of its participants and counts them into the metrics.
     fn sample_stats(&mut self, now: Instant) {
         let mut by_room: HashMap<Uuid, Vec<(Uuid, ParticipantStats)>> = HashMap::new();
-        let mut weak_now = Vec::new();
         for (id, participant) in &self.participants {
             if !self.connected.contains(&participant.peer) {
                 continue;
@@ -591,39 +594,57 @@ impl Rooms {
             let Ok(counters) = self.endpoint.stats(participant.peer) else {
                 continue;
             };
-            let previous = self.counters.insert(*id, (now, counters));
+            let previous = self.counters.insert(*id, (now, counters.clone()));
             let Some((then, before)) = previous else {
                 // The first sample only starts the interval.
                 continue;
             };
             let stats = ParticipantStats::between(&before, &counters, now.duration_since(then));
-            self.metrics.observe_participant(&stats);
-            let weak = stats.sending_loss >= WEAK_LOSS
-                || stats.receiving_loss >= WEAK_LOSS
-                || stats.round_trip.is_some_and(|rtt| rtt >= WEAK_ROUND_TRIP);
-            weak_now.push((*id, weak, stats));
             by_room
                 .entry(participant.room)
                 .or_default()
                 .push((*id, stats));
         }
         for (room, mut stats) in by_room {
+            // What a subscriber reports lost includes what never reached
+            // the SFU from the publishers (it forwards their gaps): only
+            // the loss beyond the worst of the others' uplinks is its own.
+            let uplinks: Vec<(Uuid, f64)> =
+                stats.iter().map(|(id, s)| (*id, s.sending_loss)).collect();
+            for (id, entry) in &mut stats {
+                let upstream = uplinks
+                    .iter()
+                    .filter(|(other, _)| other != id)
+                    .map(|(_, loss)| *loss)
+                    .fold(0.0, f64::max);
+                entry.receiving_loss = (entry.receiving_loss - upstream).max(0.0);
+            }
             stats.sort_unstable_by_key(|(id, _)| *id);
+            for (id, entry) in &stats {
+                self.metrics.observe_participant(entry);
+                self.judge_connection(*id, entry);
+            }
             self.tell_room(room, &Signal::Stats(std::sync::Arc::new(stats)));
         }
-        // Video off for a connection too weak for it, after a sustained
-        // spell (one lossy interval is a hiccup, not a bad network).
-        for (id, weak, stats) in weak_now {
-            let Some(p) = self.participants.get_mut(&id) else {
-                continue;
-            };
-            p.bandwidth
-                .update(stats.receiving_bps, stats.receiving_loss);
-            p.weak_samples = if weak { p.weak_samples + 1 } else { 0 };
-            if p.weak_samples >= WEAK_SAMPLES && p.audio_only.is_none() {
-                self.metrics.audio_only_switches.inc();
-                self.set_audio_only(id, Some(AudioOnlyReason::WeakConnection));
-            }
+    }
+
+    /// Updates a participant's bandwidth estimate from an interval's
+    /// statistics, and switches their video off when their connection has
+    /// been too weak for it for [`WEAK_SAMPLES`] intervals in a row (one
+    /// lossy interval is a hiccup, not a bad network).
+    fn judge_connection(&mut self, id: Uuid, stats: &ParticipantStats) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        p.bandwidth
+            .update(stats.receiving_bps, stats.receiving_loss);
+        let weak = stats.sending_loss >= WEAK_LOSS
+            || stats.receiving_loss >= WEAK_LOSS
+            || stats.round_trip.is_some_and(|rtt| rtt >= WEAK_ROUND_TRIP);
+        p.weak_samples = if weak { p.weak_samples + 1 } else { 0 };
+        if p.weak_samples >= WEAK_SAMPLES && p.audio_only.is_none() {
+            self.metrics.audio_only_switches.inc();
+            self.set_audio_only(id, Some(AudioOnlyReason::WeakConnection));
         }
     }
 
@@ -729,6 +750,10 @@ impl Rooms {
             {
                 sub.paused = reason.is_some();
                 if !sub.paused {
+                    // Resumed on a keyframe of the layer it had (asked for
+                    // below), its numbering continued from before the pause.
+                    sub.target = sub.current.or(sub.target);
+                    sub.current = None;
                     sub.fresh = true;
                 }
             }
@@ -883,6 +908,9 @@ impl Rooms {
     /// speech and the statistics.
     fn forget_participant(&mut self, room: Uuid, participant: Uuid) {
         self.counters.remove(&participant);
+        for other in self.participants.values_mut().filter(|p| p.room == room) {
+            other.shown_heights.remove(&participant);
+        }
         if let Some(speech) = self.speech.get_mut(&room) {
             // The others hear of it at the next evaluation.
             speech.forget(participant);
@@ -1055,11 +1083,24 @@ impl Rooms {
         };
         layer.bytes += packet.payload.len() as u64;
         layer.last_packet = received_at;
-        // Simulcast: whether this packet starts a keyframe (a switch
-        // point), and the layer's size when it does.
-        let keyframe = simulcast
-            && published.kind == RtpCodecKind::Video
-            && match crate::vp8::Descriptor::parse(&packet.payload) {
+        // Whether this packet starts a keyframe (where a subscriber may
+        // switch to this layer, or resume), and the layer's size when it
+        // does: read for simulcast tracks and where a subscriber waits for
+        // one. VP8 only; other codecs' keyframes are not recognised, so
+        // there any packet is taken (the decoder recovers with the keyframe
+        // asked for at the same time).
+        let waiting = published
+            .subscriptions
+            .iter()
+            .any(|sub| sub.current.is_none() && sub.target == Some(ssrc));
+        let keyframe = if !(simulcast || waiting) || published.kind != RtpCodecKind::Video {
+            false
+        } else if published
+            .codec
+            .mime_type
+            .eq_ignore_ascii_case(MIME_TYPE_VP8)
+        {
+            match crate::vp8::Descriptor::parse(&packet.payload) {
                 Ok(descriptor) => {
                     if let Some((_, height)) = descriptor.size {
                         layer.height = Some(height);
@@ -1067,7 +1108,10 @@ impl Rooms {
                     descriptor.keyframe
                 }
                 Err(_) => false,
-            };
+            }
+        } else {
+            true
+        };
         if let Some(level) = audio_level {
             self.speech
                 .entry(published.room)

@@ -11,7 +11,7 @@
 //! one with the most voiced frames in that window; they keep the floor on a
 //! tie, and lose it when silent for the whole window or when someone else
 //! has had more voiced frames for [`TAKEOVER_INTERVALS`] evaluations in a
-//! row (a cough does not switch the big tile).
+//! row (a cough does not move the highlight).
 //!
 //! Invariants: the dominant speaker, when there is one, is speaking; only
 //! participants of the room are named.
@@ -39,7 +39,7 @@ pub const TAKEOVER_INTERVALS: u32 = 2;
 /// Who speaks in a room, as the clients are told.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Speakers {
-    /// The one whose video gets the big tile.
+    /// The one whose video is highlighted.
     pub dominant: Option<Uuid>,
     /// Everyone speaking now, sorted (the dominant speaker among them).
     pub speaking: Vec<Uuid>,
@@ -180,12 +180,12 @@ mod tests {
     }
 
     #[test]
-    fn a_short_louder_burst_does_not_take_the_floor_but_a_sustained_one_does() {
+    fn a_short_burst_of_speech_does_not_take_the_floor_but_a_sustained_one_does() {
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         let mut room = RoomSpeech::default();
         speak(&mut room, a, 10, 30);
         assert_eq!(room.evaluate().and_then(|s| s.dominant), Some(a));
-        // b coughs once, louder than a's speech for one interval.
+        // b coughs: more voiced frames than a for one interval.
         speak(&mut room, a, 3, 30);
         speak(&mut room, b, 20, 10);
         let after_cough = room.evaluate().expect("b now speaks too");

@@ -22,8 +22,23 @@ use rtc::statistics::stats::rtp_stream::RTCRtpStreamStats;
 /// How often statistics are sampled and sent.
 pub const STATS_INTERVAL: Duration = Duration::from_secs(2);
 
+/// What the participant's last receiver report said of one stream the SFU
+/// sends them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RemoteReport {
+    /// The stream.
+    pub ssrc: u32,
+    /// The highest sequence number received (extended), which grows by the
+    /// packets expected.
+    pub highest: u64,
+    /// Packets lost since the stream began.
+    pub lost: u64,
+    /// Interarrival jitter, seconds.
+    pub jitter: f64,
+}
+
 /// One connection's cumulative counters at one instant.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Counters {
     /// Payload bytes received from the participant.
     pub bytes_in: u64,
@@ -36,10 +51,10 @@ pub struct Counters {
     pub jitter_in: f64,
     /// Payload bytes sent to the participant.
     pub bytes_out: u64,
-    /// The largest fraction lost their receiver reports give (0–1).
-    pub loss_out: f64,
-    /// The largest jitter their receiver reports give, seconds.
-    pub jitter_out: f64,
+    /// Their receiver reports, by stream. (rtc keeps a stream's last report
+    /// after the stream ends, so only what changed between two samples
+    /// counts.)
+    pub reports: Vec<RemoteReport>,
     /// Round-trip time, seconds, if measured.
     pub round_trip: Option<f64>,
 }
@@ -93,10 +108,14 @@ impl Counters {
                 }
                 RTCStatsReportEntry::RemoteInboundRtp(remote) => {
                     let received = &remote.received_rtp_stream_stats;
-                    counters.loss_out = counters.loss_out.max(remote.fraction_lost);
-                    counters.jitter_out = counters
-                        .jitter_out
-                        .max(seconds(received.jitter, &received.rtp_stream_stats));
+                    counters.reports.push(RemoteReport {
+                        ssrc: received.rtp_stream_stats.ssrc,
+                        // rtc puts the report's extended highest sequence
+                        // number here.
+                        highest: received.packets_received,
+                        lost: u64::try_from(received.packets_lost).unwrap_or(0),
+                        jitter: seconds(received.jitter, &received.rtp_stream_stats),
+                    });
                 }
                 RTCStatsReportEntry::IceCandidatePair(pair)
                     if pair.nominated
@@ -128,7 +147,10 @@ pub struct ParticipantStats {
     pub sending_jitter: f64,
     /// The SFU sends them this much, bits/s.
     pub receiving_bps: u64,
-    /// Share of packets lost on the way to them, as they report it (0–1).
+    /// Share of packets lost on the way to them, as their receiver reports
+    /// say (0–1). The rooms take out what was already missing from what
+    /// the publishers sent (see `rooms`): the SFU forwards a publisher's
+    /// gaps, and the subscriber reports them as its own loss.
     pub receiving_loss: f64,
     /// Jitter of what they receive, as they report it, seconds.
     pub receiving_jitter: f64,
@@ -150,6 +172,21 @@ impl ParticipantStats {
         let received = now.packets_in.saturating_sub(before.packets_in);
         let lost = now.lost_in.saturating_sub(before.lost_in);
         let expected = received + lost;
+        // Downlink: the streams with a new report since `before` (a stream
+        // new in this sample starts counting at the next).
+        let (mut expected_out, mut lost_out, mut jitter_out) = (0u64, 0u64, 0f64);
+        for report in &now.reports {
+            let Some(earlier) = before.reports.iter().find(|r| r.ssrc == report.ssrc) else {
+                continue;
+            };
+            let grew = report.highest.saturating_sub(earlier.highest);
+            if grew == 0 {
+                continue;
+            }
+            expected_out += grew;
+            lost_out += report.lost.saturating_sub(earlier.lost);
+            jitter_out = jitter_out.max(report.jitter);
+        }
         Self {
             sending_bps: rate(before.bytes_in, now.bytes_in),
             sending_loss: if expected == 0 {
@@ -159,8 +196,12 @@ impl ParticipantStats {
             },
             sending_jitter: now.jitter_in,
             receiving_bps: rate(before.bytes_out, now.bytes_out),
-            receiving_loss: now.loss_out.clamp(0.0, 1.0),
-            receiving_jitter: now.jitter_out,
+            receiving_loss: if expected_out == 0 {
+                0.0
+            } else {
+                (lost_out as f64 / expected_out as f64).min(1.0)
+            },
+            receiving_jitter: jitter_out,
             round_trip: now.round_trip,
         }
     }
@@ -179,21 +220,37 @@ mod tests {
             bytes_out: 10_000,
             ..Counters::default()
         };
+        let report = |ssrc, highest, lost, jitter| RemoteReport {
+            ssrc,
+            highest,
+            lost,
+            jitter,
+        };
+        let before = Counters {
+            reports: vec![report(1, 1_000, 10, 0.001), report(2, 70_000, 500, 0.002)],
+            ..before
+        };
         let now = Counters {
             bytes_in: 251_000,
             packets_in: 186,
             lost_in: 6,
             jitter_in: 0.004,
             bytes_out: 510_000,
-            loss_out: 0.02,
-            jitter_out: 0.006,
+            reports: vec![
+                // 100 expected, 2 lost.
+                report(1, 1_100, 12, 0.006),
+                // Ended long ago: its last report stays, and counts for nothing.
+                report(2, 70_000, 500, 0.5),
+                // New: counted from the next sample.
+                report(3, 30_000, 9_000, 0.9),
+            ],
             round_trip: Some(0.045),
         };
         let stats = ParticipantStats::between(&before, &now, Duration::from_secs(2));
         assert_eq!(stats.sending_bps, 1_000_000);
         assert_eq!(stats.receiving_bps, 2_000_000);
         assert!((stats.sending_loss - 0.04).abs() < 1e-9, "4 of 100");
-        assert_eq!(stats.receiving_loss, 0.02);
+        assert!((stats.receiving_loss - 0.02).abs() < 1e-9, "2 of 100");
         assert_eq!(stats.sending_jitter, 0.004);
         assert_eq!(stats.receiving_jitter, 0.006);
         assert_eq!(stats.round_trip, Some(0.045));

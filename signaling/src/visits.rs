@@ -507,6 +507,25 @@ impl Visits {
         Ok(())
     }
 
+    /// Whether `other` is another participant in the holder's call (whose
+    /// media the holder may receive).
+    ///
+    /// # Errors
+    /// When the holder is not in the call, or `other` is not in it.
+    pub fn check_other_in_call(&self, ticket: &Ticket, other: Uuid) -> Result<(), VisitError> {
+        self.check_in_call(ticket)?;
+        let rooms = self.rooms();
+        let room = rooms
+            .get(&ticket.appointment)
+            .ok_or(VisitError::NotJoined)?;
+        match room.seats.get(&other) {
+            Some(seat) if other != ticket.participant && seat.state == SeatState::Admitted => {
+                Ok(())
+            }
+            _ => Err(VisitError::NoSuchParticipant),
+        }
+    }
+
     /// The holder's microphone and camera state, told to the call.
     ///
     /// # Errors

@@ -121,6 +121,11 @@ async fn the_patient_waits_until_admitted_and_bad_input_gets_its_code() {
         error(&mut patient).await,
         ("not_admitted".to_owned(), json!("offer"))
     );
+    say(&mut patient, json!({"type": "audio_only", "enabled": true})).await;
+    assert_eq!(
+        error(&mut patient).await,
+        ("not_admitted".to_owned(), json!("audio_only"))
+    );
     let lobby = next(&mut clinician, "the lobby with the patient", |m| {
         m["type"] == "lobby" && m["waiting"].as_array().is_some_and(|w| !w.is_empty())
     })
@@ -165,6 +170,34 @@ async fn the_patient_waits_until_admitted_and_bad_input_gets_its_code() {
     );
     say(&mut patient, json!({"type": "answer", "sdp": "v=0"})).await;
     assert_eq!(error(&mut patient).await.0, "not_connected");
+    // Audio only needs a media connection first; a preferred layer needs a
+    // size the server accepts and someone else in this call.
+    say(&mut patient, json!({"type": "audio_only", "enabled": true})).await;
+    assert_eq!(
+        error(&mut patient).await,
+        ("not_connected".to_owned(), json!("audio_only"))
+    );
+    let clinician_id = admitted["participants"][0]["participant_id"].clone();
+    for bad_height in [json!(0), json!(4321), json!(70_000), json!(1u64 << 40)] {
+        say(
+            &mut patient,
+            json!({"type": "preferred_layer", "participant_id": clinician_id, "max_height": bad_height}),
+        )
+        .await;
+        assert_eq!(
+            error(&mut patient).await,
+            ("invalid_layer".to_owned(), json!("preferred_layer")),
+            "{bad_height}"
+        );
+    }
+    for not_in_call in [patient_id.clone(), json!(uuid::Uuid::new_v4())] {
+        say(
+            &mut patient,
+            json!({"type": "preferred_layer", "participant_id": not_in_call, "max_height": 360}),
+        )
+        .await;
+        assert_eq!(error(&mut patient).await.0, "no_such_participant");
+    }
     say(
         &mut patient,
         json!({"type": "candidate", "candidate": {"candidate": "candidate:1 1 udp 1 10.0.0.1 9 typ host", "sdpMid": "0"}, "participant_id": lobby["waiting"][0]["participant_id"]}),

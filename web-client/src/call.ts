@@ -35,7 +35,7 @@ export interface CallHandlers {
   chat?: (message: ChatMessage) => void;
   /** The media connection's state (ICE and DTLS). */
   media?: (connected: boolean) => void;
-  /** Who speaks: the dominant speaker (the big tile) and everyone speaking, by participant id. */
+  /** Who speaks: the dominant speaker (whose tile is highlighted) and everyone speaking, by participant id. */
   speakers?: (dominant: string | null, speaking: string[]) => void;
   /** Connections as the server measures them: everyone's for a clinician, one's own otherwise. */
   stats?: (stats: ConnectionStats[]) => void;
@@ -66,6 +66,8 @@ export class VisitCall {
   private iceServers: RTCIceServer[] = [];
   /** The user asked for audio only (asked again of each new connection). */
   private audioOnlyWanted = false;
+  /** Audio-only mode is on, as the server last said. */
+  private audioOnlyOn = false;
   /** The height each participant's video is shown at (asked again of each new connection). */
   private shownHeights = new Map<string, number>();
   /** The video sender whose camera is off the wire in audio-only mode. */
@@ -258,11 +260,18 @@ export class VisitCall {
         break;
       case 'media_connected':
         this.handlers.media?.(true);
-        if (this.audioOnlyWanted) this.send({ type: 'audio_only', enabled: true });
+        if (this.audioOnlyWanted) {
+          this.send({ type: 'audio_only', enabled: true });
+        } else if (this.audioOnlyOn) {
+          // A new connection starts with video (a mode the server forced on the old one is gone).
+          this.audioOnlyOn = false;
+          this.handlers.audioOnly?.(false, null);
+        }
         for (const [id, height] of this.shownHeights) this.send({ type: 'preferred_layer', participant_id: id, max_height: height });
         break;
       case 'audio_only': {
         const enabled = message.enabled === true;
+        this.audioOnlyOn = enabled;
         if (message.reason === 'weak_connection') this.audioOnlyWanted = false;
         void this.sendVideo(!enabled);
         this.handlers.audioOnly?.(enabled, enabled ? ((message.reason as 'chosen' | 'weak_connection') ?? 'chosen') : null);

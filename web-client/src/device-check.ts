@@ -7,8 +7,8 @@ import { measureRoundTrips, median, verdict } from './lib/network-check';
 export interface DeviceCheck {
   /** The card to show. */
   root: HTMLElement;
-  /** The stream chosen now (replaced when another device is chosen). */
-  stream: () => MediaStream;
+  /** The stream chosen, once a device change under way has finished. */
+  stream: () => Promise<MediaStream>;
   /** Stops the meter (the stream goes on into the call). */
   stop: () => void;
 }
@@ -40,6 +40,9 @@ export async function startDeviceCheck(): Promise<DeviceCheck> {
     replaceChildren(cameras, options('videoinput', inUse('video'), 'Camera'));
     replaceChildren(microphones, options('audioinput', inUse('audio'), 'Microphone'));
   };
+  // A device change under way: joining waits for it, so the stream that goes into the call is
+  // never one whose tracks the change then stops.
+  let changing: Promise<void> = Promise.resolve();
   const choose = async () => {
     problem.replaceChildren();
     try {
@@ -53,8 +56,11 @@ export async function startDeviceCheck(): Promise<DeviceCheck> {
       problem.replaceChildren(h('p', null, err instanceof Error ? err.message : String(err)));
     }
   };
-  cameras.addEventListener('change', () => void choose());
-  microphones.addEventListener('change', () => void choose());
+  const change = () => {
+    changing = changing.then(choose);
+  };
+  cameras.addEventListener('change', change);
+  microphones.addEventListener('change', change);
   await fill();
 
   void measureRoundTrips('/healthz').then((samples) => {
@@ -74,7 +80,7 @@ export async function startDeviceCheck(): Promise<DeviceCheck> {
     network,
     problem,
   );
-  return { root, stream: () => stream, stop: () => stopMeter() };
+  return { root, stream: () => changing.then(() => stream), stop: () => stopMeter() };
 }
 
 /** Shows the microphone's level on `meter` (the peak of each animation frame) until the returned function is called. */

@@ -94,8 +94,10 @@ export function offerEntry(opts: EntryOptions): void {
       start.disabled = false;
       return;
     }
+    start.disabled = true;
+    const stream = await check.stream();
     check.stop();
-    joinCall(check.stream());
+    joinCall(stream);
   });
   replaceChildren(callArea, h('section', { class: 'card device-check-entry', 'aria-label': 'Before the call' }, checkArea, problemText, start));
   if (sessionStorage.getItem(IN_CALL_KEY) === appointmentId) {

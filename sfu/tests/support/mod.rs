@@ -41,7 +41,7 @@ pub fn vp8() -> RTCRtpCodec {
 pub struct Remote {
     /// Offers from the SFU (renegotiation), each answered on its oneshot.
     pub offers: mpsc::UnboundedSender<(String, oneshot::Sender<String>)>,
-    /// Each RTP packet the peer receives: its payload's first byte (the
+    /// Each RTP packet the peer receives: its payload's last byte (the
     /// sender's tag) and its sequence number.
     pub received: mpsc::UnboundedReceiver<(u8, u16)>,
 }
@@ -175,7 +175,7 @@ impl Offering {
                 }
                 while let Some(message) = pc.poll_read() {
                     if let RTCMessage::RtpPacket(_, packet) = message.message {
-                        let tag = packet.payload.first().copied().unwrap_or(0);
+                        let tag = packet.payload.last().copied().unwrap_or(0);
                         let _ = received_tx.send((tag, packet.header.sequence_number));
                     }
                 }
@@ -250,7 +250,23 @@ fn send_tagged(
             ssrc,
             ..Default::default()
         },
-        payload: Bytes::from(vec![tag; 100]),
+        payload: vp8_frame(sent, tag),
     };
     let _ = rtp_sender.write_rtp(Instant::now(), packet);
+}
+
+/// Every how many packets the peer's "video" is a keyframe.
+pub const KEYFRAME_EVERY: u16 = 30;
+
+/// A one-packet VP8 frame (RFC 7741 descriptor, RFC 6386 frame header) as
+/// the SFU parses it: a keyframe every [`KEYFRAME_EVERY`] packets, else a
+/// delta frame; `tag` fills the rest (its last byte names the sender).
+fn vp8_frame(sent: u16, tag: u8) -> Bytes {
+    let keyframe = sent % KEYFRAME_EVERY == 1;
+    // S=1, partition 0; then the frame tag (bit 0: 0 for a keyframe), and
+    // for a keyframe the start code and a 320x180 size.
+    let mut payload = vec![0x10, if keyframe { 0x50 } else { 0x51 }, 0x00, 0x00];
+    payload.extend_from_slice(&[0x9d, 0x01, 0x2a, 0x40, 0x01, 0xb4, 0x00]);
+    payload.resize(100, tag);
+    Bytes::from(payload)
 }

@@ -144,8 +144,9 @@ pub enum ClientMessage {
     PreferredLayer {
         /// Whose video.
         participant_id: Uuid,
-        /// Its height on the screen, device pixels (1–4320).
-        max_height: u16,
+        /// Its height on the screen, device pixels (1–4320; read wider so
+        /// that any number gets `invalid_layer`).
+        max_height: u64,
     },
     /// Receive no video (and send none), or video again.
     AudioOnly {

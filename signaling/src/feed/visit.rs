@@ -443,15 +443,23 @@ impl Feed {
         }
     }
 
-    fn preferred_layer(&mut self, publisher: Uuid, max_height: u16) -> Result<(), Refusal> {
+    fn preferred_layer(&mut self, publisher: Uuid, max_height: u64) -> Result<(), Refusal> {
         let ticket = self.ticket()?;
         self.state.visits().check_in_call(&ticket)?;
-        if !(1..=MAX_SHOWN_HEIGHT).contains(&max_height) {
+        let Some(max_height) = u16::try_from(max_height)
+            .ok()
+            .filter(|height| (1..=MAX_SHOWN_HEIGHT).contains(height))
+        else {
             return Err(refuse(
                 "invalid_layer",
                 format!("max_height must be 1 to {MAX_SHOWN_HEIGHT}"),
             ));
-        }
+        };
+        // Only about someone in the same call (the SFU keeps what it is
+        // told per participant).
+        self.state
+            .visits()
+            .check_other_in_call(&ticket, publisher)?;
         let sfu = self
             .state
             .sfu()
@@ -469,7 +477,12 @@ impl Feed {
             .ok_or_else(|| refuse("media_unavailable", "video is not available on this server"))?;
         sfu.set_audio_only(ticket.participant, enabled)
             .await
-            .map_err(|_| refuse("not_connected", "send an offer first"))
+            .map_err(|error| match error {
+                bedside_sfu::rooms::SfuError::NotConnected => {
+                    refuse("not_connected", "send an offer first")
+                }
+                _ => refuse("media_unavailable", "the media server is not available"),
+            })
     }
 
     async fn answer(&mut self, sdp: String) -> Result<(), Refusal> {

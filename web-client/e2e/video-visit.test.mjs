@@ -5,7 +5,7 @@
 // other's video (framesDecoded grows) and receives audio with a non-zero level; the server's
 // connection statistics show on the clinician's tile of the patient and as the patient's own; with
 // the clinician muted the patient is the dominant speaker on both pages; the patient's audio-only
-// mode stops the clinician's video reaching them and brings it back; the patient reloads the page and is back in the call without being admitted again; readings that the
+// mode stops the clinician's video reaching them and brings it back; the patient reloads the page and is back in the call without being admitted again, and after their network drops and comes back too; readings that the
 // patient's oximeter publishes over a real Mosquitto appear in the clinician's in-call panel and an
 // alarming one raises an alert there, acknowledged from the call; the clinician invites an
 // interpreter through a single-use guest link and all three see and hear each other; the clinician
@@ -99,6 +99,11 @@ describe('a video visit between two browsers through the SFU', { timeout: 300_00
     // The patient: consent, device check, waiting room.
     const patientContext = await newContext();
     const patient = await newPage(patientContext, state.problems);
+    // The patient's visit socket passes through the test, which can cut it as a network drop would.
+    const patientSockets = [];
+    await patient.routeWebSocket(/\/ws$/, (socket) => {
+      patientSockets.push({ page: socket, server: socket.connectToServer() });
+    });
     await patient.goto(state.joinUrl);
     await patient.getByRole('button', { name: 'I agree' }).click();
     await patient.getByRole('button', { name: 'Check camera and microphone' }).click();
@@ -217,6 +222,31 @@ describe('a video visit between two browsers through the SFU', { timeout: 300_00
     await receivesMedia(patient, 'clinician');
     await receivesMedia(clinician, 'patient');
     assert.ok(patientSaw > 0 && clinicianSaw > 0);
+
+    // The patient's network drops and comes back (Wi-Fi to mobile data): the visit socket is cut
+    // and the browser reports going offline and online. The page opens a new socket and a new
+    // media connection on its own and is back in the call without being admitted again.
+    const call = patient.getByTestId('call');
+    const connectionsBefore = Number(await call.getAttribute('data-media-connections'));
+    const socketsBefore = patientSockets.length;
+    // (Enough frames on this connection that a new one's count is told apart.)
+    const framesBeforeDrop = await poll('100 frames on the connection before the drop', async () => {
+      const frames = Number(await clinicianTile.getAttribute('data-frames-decoded'));
+      return frames > 100 ? frames : false;
+    }, 30_000);
+    await patientContext.setOffline(true);
+    const cut = patientSockets.at(-1);
+    await cut.server.close({ code: 1006, reason: 'network lost' });
+    await cut.page.close({ code: 1006, reason: 'network lost' });
+    await phase(patient, 'reconnecting');
+    await patientContext.setOffline(false);
+    await poll('a new visit socket', async () => patientSockets.length > socketsBefore);
+    await poll('a new media connection after the network came back', async () => Number(await call.getAttribute('data-media-connections')) > connectionsBefore, 45_000);
+    await phase(patient, 'in_call', 30_000);
+    // The new connection's statistics count from zero: media arrives on it.
+    await poll('statistics of the new connection', async () => Number(await clinicianTile.getAttribute('data-frames-decoded')) < framesBeforeDrop);
+    await receivesMedia(patient, 'clinician');
+    assert.equal(await clinician.getByTestId('waiting-participant').count(), 0, 'the reconnected patient did not wait');
 
     // The clinician ends the visit: the patient is told, the appointment is finished.
     await clinician.getByTestId('end-visit').click();

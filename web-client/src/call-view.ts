@@ -107,6 +107,8 @@ export function startCallView(opts: CallViewOptions): CallView {
     },
     media: (connected) => {
       root.dataset.media = connected ? 'connected' : 'disconnected';
+      // How many media connections came up (a reconnection adds one).
+      if (connected) root.dataset.mediaConnections = String(Number(root.dataset.mediaConnections ?? 0) + 1);
       opts.handlers?.media?.(connected);
     },
     audioOnly: (enabled, reason) => {
@@ -244,6 +246,11 @@ async function showStats(call: VisitCall, tileFor: Map<string, HTMLElement>): Pr
         jitterMs = Number(stat.jitter ?? 0) * 1000;
       }
     });
+    // A new connection counts from zero: so does the loudest level heard on it.
+    if (tile.dataset.generation !== String(call.generation)) {
+      tile.dataset.generation = String(call.generation);
+      tile.dataset.maxAudioLevel = '0';
+    }
     tile.dataset.framesDecoded = String(frames);
     tile.dataset.frameHeight = String(height);
     tile.dataset.audioLevel = String(level);

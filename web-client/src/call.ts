@@ -7,7 +7,10 @@
 import { feedUrl, FEED_VERSION } from './feed';
 import type { ConnectionStats } from './lib/connection';
 
-export type CallPhase = 'connecting' | 'waiting' | 'in_call' | 'ended' | 'denied' | 'removed' | 'replaced' | 'failed';
+export type CallPhase = 'connecting' | 'waiting' | 'in_call' | 'reconnecting' | 'ended' | 'denied' | 'removed' | 'replaced' | 'failed';
+
+/** How long a dropped socket is retried: the server keeps an admitted seat this long (`visits.rejoin_grace_secs`). */
+const RECONNECT_FOR_MS = 120_000;
 
 export interface Participant {
   participant_id: string;
@@ -68,6 +71,10 @@ export class VisitCall {
   private audioOnlyWanted = false;
   /** Audio-only mode is on, as the server last said. */
   private audioOnlyOn = false;
+  /** While the socket is being reconnected: until when to keep trying, the attempt, its timer. */
+  private reconnectUntil: number | null = null;
+  private reconnectAttempt = 0;
+  private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   /** The height each participant's video is shown at (asked again of each new connection). */
   private shownHeights = new Map<string, number>();
   /** The video sender whose camera is off the wire in audio-only mode. */
@@ -90,6 +97,9 @@ export class VisitCall {
     return this.pc;
   }
 
+  /** Counts the peer connections opened (statistics start again with each). */
+  generation = 0;
+
   async start(): Promise<void> {
     const token = await this.token();
     if (!token) {
@@ -110,12 +120,35 @@ export class VisitCall {
     };
     window.addEventListener('online', this.networkChanged);
     ws.onclose = (event) => {
-      if (this.stopped) return;
+      if (this.stopped || this.ws !== ws) return;
       this.closeMedia();
-      if (this._phase === 'in_call' || this._phase === 'waiting' || this._phase === 'connecting') {
+      if (this._phase === 'in_call' || this._phase === 'waiting' || this._phase === 'reconnecting') {
+        this.reconnect(event.reason || 'connection lost');
+      } else if (this._phase === 'connecting') {
         this.setPhase('failed', event.reason || 'connection lost');
       }
     };
+  }
+
+  /**
+   * The socket dropped in the call or the waiting room (a network change, a flaky connection):
+   * open it again, 1, 2, 4… up to 10 s apart, for as long as the server keeps the seat. Back in
+   * time, the call resumes without being admitted again.
+   */
+  private reconnect(reason: string): void {
+    const now = Date.now();
+    this.reconnectUntil ??= now + RECONNECT_FOR_MS;
+    if (now > this.reconnectUntil) {
+      this.setPhase('failed', reason);
+      return;
+    }
+    this.setPhase('reconnecting', reason);
+    const delay = Math.min(10_000, 1000 * 2 ** this.reconnectAttempt);
+    this.reconnectAttempt += 1;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      void this.start();
+    }, delay);
   }
 
   /** Leaves the visit (the seat stays admitted for the rejoin grace period). */
@@ -126,6 +159,7 @@ export class VisitCall {
 
   stop(): void {
     this.stopped = true;
+    if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
     window.removeEventListener('online', this.networkChanged);
     this.closeMedia();
     const ws = this.ws;
@@ -212,6 +246,8 @@ export class VisitCall {
         break;
       case 'joined':
         this.participantId = message.participant_id as string;
+        this.reconnectUntil = null;
+        this.reconnectAttempt = 0;
         if (message.state === 'waiting') this.setPhase('waiting');
         break;
       case 'admitted':
@@ -327,6 +363,7 @@ export class VisitCall {
     this.closeMedia();
     const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', iceServers: this.iceServers });
     this.pc = pc;
+    this.generation += 1;
     // One encoding of the camera. (Simulcast layers would let the server give each participant
     // the size that fits, but the SFU's engine loses their streams when it renegotiates the
     // connection that carries them; see docs/sfu-engine-notes.md.)
@@ -359,7 +396,15 @@ export class VisitCall {
    * the call reconnects at once over whatever network it has now.
    */
   private readonly networkChanged = (): void => {
-    if (this._phase === 'in_call' && !this.stopped) void this.openMedia();
+    if (this.stopped) return;
+    if (this._phase === 'reconnecting' && this.reconnectTimer !== null) {
+      // Online again: no need to wait out the back-off.
+      clearTimeout(this.reconnectTimer);
+      this.reconnectTimer = null;
+      void this.start();
+    } else if (this._phase === 'in_call') {
+      void this.openMedia();
+    }
   };
 
   /** Starts or stops sending the camera on the connection (stopped, it costs no bandwidth at all). */

@@ -15,6 +15,7 @@ const PHASE_TEXT: Partial<Record<CallPhase, string>> = {
   connecting: 'Connecting…',
   waiting: 'You are in the waiting room. Your clinician will let you in shortly; please keep this page open.',
   in_call: 'You are in the call.',
+  reconnecting: 'Your connection dropped. Reconnecting…',
   ended: 'Your visit has ended. Thank you. You can close this page.',
   denied: 'Your clinician could not admit you to this call. Please contact the clinic.',
   removed: 'You were removed from the call. Contact the clinic if this was a mistake.',
@@ -52,7 +53,7 @@ export function offerEntry(opts: EntryOptions): void {
         phase: (phase, detail) => {
           const text = PHASE_TEXT[phase] ?? `The call could not continue (${detail ?? phase}). Reload the page to try again.`;
           status.replaceChildren(h('p', { class: `alert ${phase === 'failed' || phase === 'denied' ? 'error' : 'info'}`, 'data-testid': 'visit-phase', 'data-phase': phase }, text));
-          view.root.hidden = phase !== 'in_call';
+          view.root.hidden = phase !== 'in_call' && phase !== 'reconnecting';
           if (phase === 'ended' || phase === 'denied' || phase === 'removed') {
             sessionStorage.removeItem(IN_CALL_KEY);
             stopLocal();

@@ -92,7 +92,7 @@ export async function visitPage(ctx: PageContext): Promise<void> {
           } else if (phase === 'failed' || phase === 'replaced') {
             status.replaceChildren(h('p', { class: 'alert error', 'data-testid': 'visit-phase', 'data-phase': phase }, phase === 'replaced' ? 'This visit was opened in another tab.' : `The call stopped (${detail ?? 'error'}). Reload to rejoin.`));
           } else {
-            status.replaceChildren(h('p', { class: 'muted', 'data-testid': 'visit-phase', 'data-phase': phase }, phase === 'in_call' ? 'You are in the call.' : 'Connecting…'));
+            status.replaceChildren(h('p', { class: 'muted', 'data-testid': 'visit-phase', 'data-phase': phase }, phase === 'in_call' ? 'You are in the call.' : phase === 'reconnecting' ? 'The connection dropped. Reconnecting…' : 'Connecting…'));
           }
         },
         error: (code, message, refused) => {

@@ -339,7 +339,12 @@ export class VisitCall {
       case 'error': {
         const code = message.code as string;
         this.handlers.error?.(code, message.message as string, message.refused as string | undefined);
-        if (FINAL_CODES.has(code) && this._phase !== 'in_call') {
+        if (code === 'visit_over' && this._phase === 'reconnecting') {
+          // The visit ended while this side was cut off.
+          this.closeMedia();
+          this.setPhase('ended');
+          this.stop();
+        } else if (FINAL_CODES.has(code) && this._phase !== 'in_call') {
           this.setPhase('failed', code);
           this.stop();
         }

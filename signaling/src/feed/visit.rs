@@ -426,10 +426,7 @@ impl Feed {
     async fn publish(&mut self, sdp: String) -> Result<(), Refusal> {
         let ticket = self.ticket()?;
         self.state.visits().check_in_call(&ticket)?;
-        let sfu =
-            self.state.sfu().cloned().ok_or_else(|| {
-                refuse("media_unavailable", "video is not available on this server")
-            })?;
+        let sfu = self.media()?;
         let (signals, media) = mpsc::unbounded_channel();
         let answer = sfu
             .publish(ticket.appointment.0, ticket.participant, sdp, signals)
@@ -460,21 +457,23 @@ impl Feed {
         self.state
             .visits()
             .check_other_in_call(&ticket, publisher)?;
-        let sfu = self
-            .state
-            .sfu()
-            .ok_or_else(|| refuse("media_unavailable", "video is not available on this server"))?;
+        let sfu = self.media()?;
         sfu.show_at(ticket.participant, publisher, max_height);
         Ok(())
+    }
+
+    /// The SFU, or the refusal for a server without video.
+    fn media(&self) -> Result<bedside_sfu::rooms::Sfu, Refusal> {
+        self.state
+            .sfu()
+            .cloned()
+            .ok_or_else(|| refuse("media_unavailable", "video is not available on this server"))
     }
 
     async fn audio_only(&mut self, enabled: bool) -> Result<(), Refusal> {
         let ticket = self.ticket()?;
         self.state.visits().check_in_call(&ticket)?;
-        let sfu = self
-            .state
-            .sfu()
-            .ok_or_else(|| refuse("media_unavailable", "video is not available on this server"))?;
+        let sfu = self.media()?;
         sfu.set_audio_only(ticket.participant, enabled)
             .await
             .map_err(|error| match error {
@@ -488,10 +487,7 @@ impl Feed {
     async fn answer(&mut self, sdp: String) -> Result<(), Refusal> {
         let ticket = self.ticket()?;
         self.state.visits().check_in_call(&ticket)?;
-        let sfu = self
-            .state
-            .sfu()
-            .ok_or_else(|| refuse("media_unavailable", "video is not available on this server"))?;
+        let sfu = self.media()?;
         sfu.answer(ticket.participant, sdp)
             .await
             .map_err(|error| match error {
@@ -516,10 +512,7 @@ impl Feed {
             // The end-of-candidates form of the browser's event.
             return Ok(());
         }
-        let sfu = self
-            .state
-            .sfu()
-            .ok_or_else(|| refuse("media_unavailable", "video is not available on this server"))?;
+        let sfu = self.media()?;
         // Host candidates hidden behind mDNS names cannot be used by the SFU
         // (it learns the address from the browser's checks instead): not the
         // browser's mistake, so not an error.

@@ -27,7 +27,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use prometheus::Histogram;
 use rtc::ice::mdns::MulticastDnsMode;
-use rtc::interceptor::Registry;
+use rtc::interceptor::{Registry, Slot};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
@@ -60,6 +60,7 @@ use tokio::net::UdpSocket;
 
 use crate::demux::Router;
 use crate::rewrite::Rewriter;
+use crate::rtcp_filter::RtcpFilter;
 
 /// Names one peer connection of this endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -339,6 +340,14 @@ impl Endpoint {
         // send-side bandwidth estimate, and with it how many simulcast
         // layers they can send, depends on it.
         let interceptors = configure_twcc_receiver_only(interceptors, &mut media)?;
+        // Simulcast layers stay tagged with their RID after a renegotiation,
+        // and subscribers' keyframe requests reach the SFU (see
+        // `crate::rtcp_filter`). On the wire side of the receiver reports,
+        // so that it sees what they generate.
+        let interceptors = interceptors.with(
+            Slot::Custom(Slot::ReceiverReport.slot() - 500),
+            RtcpFilter::default(),
+        );
         let settings = SettingEngineBuilder::new()
             .with_ice_credentials(ufrag.clone(), password)
             // mDNS would send queries out of the shared socket.

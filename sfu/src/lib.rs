@@ -29,11 +29,14 @@
 //!   participant of the room, renegotiation driven by the SFU alone (no
 //!   glare), keyframe requests on subscription and from subscribers,
 //!   rate-limited.
+//! - [`rtcp_filter`]: withholds the reception reports of browsers'
+//!   simulcast layers, so their packets keep the RTP stream id that the
+//!   engine needs to know them again after each renegotiation, and lets
+//!   subscribers' keyframe requests through the engine to the SFU.
 //! - [`metrics`]: Prometheus counters, gauges and histograms, with no
 //!   label but a direction (never a room, participant or patient).
 //! - [`simulcast`]: which layer of a published video each subscriber
-//!   gets, from the size it shows it at and its bandwidth estimate (not
-//!   yet used by the web client: see that module).
+//!   gets, from the size it shows it at and its bandwidth estimate.
 //! - [`vp8`]: keyframes, their size, and picture ID / TL0PICIDX rewriting
 //!   in VP8 payloads, so a layer switch is seamless for the decoder.
 //! - [`speakers`]: who speaks in a room, from the audio levels (RFC 6464)
@@ -51,6 +54,7 @@ pub mod endpoint;
 pub mod metrics;
 pub mod rewrite;
 pub mod rooms;
+pub mod rtcp_filter;
 pub mod simulcast;
 pub mod speakers;
 pub mod stats;

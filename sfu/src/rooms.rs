@@ -567,7 +567,18 @@ impl Rooms {
                 if downgrade {
                     subscriber.last_downgrade = Some(now);
                 }
-                sub.target = (sub.current != Some(ssrc)).then_some(ssrc);
+                let target = (sub.current != Some(ssrc)).then_some(ssrc);
+                if target.is_some() && target != sub.target {
+                    tracing::debug!(
+                        subscriber = sub.peer.0,
+                        ssrc,
+                        max_height = ?wants.max_height,
+                        bandwidth_bps = ?wants.bandwidth_bps,
+                        downgrade,
+                        "switching simulcast layer at the next keyframe"
+                    );
+                }
+                sub.target = target;
                 if let Some(ssrc) = sub.target {
                     // Asked again at every evaluation until it comes (the
                     // rate limit spaces the requests): a request the

@@ -21,10 +21,9 @@
 //! The switch itself happens on the new layer's next keyframe (asked for at
 //! once), so the subscriber's decoder never gets a frame it cannot decode.
 //!
-//! Not yet reached from browsers: rtc 0.21 loses a rid layer's stream when
-//! the connection carrying it is renegotiated, which the SFU does whenever
-//! someone joins (`docs/sfu-engine-notes.md` §8), so the web client sends
-//! one encoding until publishing moves to a connection of its own.
+//! Browsers keep naming their layers across renegotiations only because
+//! the SFU never acknowledges a layer's SSRC in its reports
+//! (`crate::rtcp_filter`).
 
 use std::time::{Duration, Instant};
 

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use bedside_sfu::endpoint::{Endpoint, Event, PeerId};
+use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use tokio::sync::oneshot;
 
@@ -27,6 +28,37 @@ async fn remote_peer(endpoint: &mut Endpoint, tag: u8, packets: u16) -> (PeerId,
     let offering = support::Offering::new(tag, packets).await;
     let (peer, answer) = endpoint.answer(&offering.offer).expect("the SFU answers");
     (peer, offering.start(answer))
+}
+
+/// A send-only video track (SSRC 0x5EED) on the subscriber's connection,
+/// offered by the SFU and answered by the subscriber.
+async fn outgoing_video_track(
+    endpoint: &mut Endpoint,
+    subscriber_peer: PeerId,
+    subscriber: &Remote,
+) -> RTCRtpSenderId {
+    let sender = endpoint
+        .add_outgoing_track(
+            subscriber_peer,
+            RtpCodecKind::Video,
+            vp8(),
+            0x5EED,
+            "publisher",
+        )
+        .unwrap();
+    let offer = endpoint.offer(subscriber_peer).unwrap();
+    let (reply, answer) = oneshot::channel();
+    subscriber.offers.send((offer, reply)).unwrap();
+    // The endpoint keeps running while the subscriber answers.
+    let mut answer = std::pin::pin!(answer);
+    let answer = loop {
+        tokio::select! {
+            answer = &mut answer => break answer.unwrap(),
+            event = endpoint.next_event() => { event.unwrap(); }
+        }
+    };
+    endpoint.accept_answer(subscriber_peer, &answer).unwrap();
+    sender
 }
 
 #[tokio::test]
@@ -87,28 +119,7 @@ async fn forwarded_media_reaches_a_renegotiated_track_and_a_switch_is_seamless()
                 connected.push(peer);
             }
         }
-        // A send-only track on the subscriber's connection, offered by the SFU.
-        let sender = endpoint
-            .add_outgoing_track(
-                subscriber_peer,
-                RtpCodecKind::Video,
-                vp8(),
-                0x5EED,
-                "publisher",
-            )
-            .unwrap();
-        let offer = endpoint.offer(subscriber_peer).unwrap();
-        let (reply, answer) = oneshot::channel();
-        subscriber.offers.send((offer, reply)).unwrap();
-        // The endpoint keeps running while the subscriber answers.
-        let mut answer = std::pin::pin!(answer);
-        let answer = loop {
-            tokio::select! {
-                answer = &mut answer => break answer.unwrap(),
-                event = endpoint.next_event() => { event.unwrap(); }
-            }
-        };
-        endpoint.accept_answer(subscriber_peer, &answer).unwrap();
+        let sender = outgoing_video_track(&mut endpoint, subscriber_peer, &subscriber).await;
         // The first publisher's packets, until the subscriber has ten; then
         // the second's (switching on its next packet), until ten more.
         let mut switched = false;
@@ -154,4 +165,56 @@ async fn forwarded_media_reaches_a_renegotiated_track_and_a_switch_is_seamless()
     for pair in received.windows(2) {
         assert_eq!(pair[1].1, pair[0].1.wrapping_add(1), "{received:?}");
     }
+}
+
+/// A subscriber's picture loss indication for a track the SFU sends it
+/// reaches the SFU as a keyframe request for that track (the rooms then ask
+/// the publisher): the engine's interceptor chain stops inbound RTCP unless
+/// something lets it through.
+#[tokio::test]
+async fn a_subscribers_picture_loss_indication_asks_for_a_keyframe() {
+    let mut endpoint = Endpoint::bind(SocketAddr::from(([127, 0, 0, 1], 0)), None)
+        .await
+        .unwrap();
+    let (publisher, _publisher) = remote_peer(&mut endpoint, 0xA1, 1000).await;
+    let (subscriber_peer, mut subscriber) = remote_peer(&mut endpoint, 0xB2, 0).await;
+
+    let mut asked = 0;
+    let outcome = tokio::time::timeout(DEADLINE, async {
+        let mut connected = Vec::new();
+        while connected.len() < 2 {
+            if let Event::Connected(peer) = endpoint.next_event().await.unwrap() {
+                connected.push(peer);
+            }
+        }
+        let sender = outgoing_video_track(&mut endpoint, subscriber_peer, &subscriber).await;
+        // Once the subscriber receives the track, it asks for a keyframe
+        // with each packet it gets (as a decoder that cannot start would)
+        // until the SFU hears it.
+        loop {
+            tokio::select! {
+                event = endpoint.next_event() => match event.unwrap() {
+                    Event::Rtp { peer, packet, .. } if peer == publisher => {
+                        endpoint.forward(subscriber_peer, sender, packet, false, std::time::Instant::now()).unwrap();
+                    }
+                    Event::KeyframeWanted { peer, sender: wanted } => {
+                        assert_eq!((peer, wanted), (subscriber_peer, sender));
+                        break;
+                    }
+                    _ => {}
+                },
+                packet = subscriber.received.recv() => {
+                    packet.expect("the subscriber runs");
+                    subscriber.keyframe_requests.send(0x5EED).unwrap();
+                    asked += 1;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        outcome.is_ok(),
+        "within {DEADLINE:?}: the subscriber asked {asked} times, the SFU never heard"
+    );
+    assert!(asked > 0);
 }

@@ -204,6 +204,26 @@ describe('a video visit between two browsers through the SFU', { timeout: 300_00
     await receivesMedia(patient, 'guest');
     await receivesMedia(clinician, 'guest');
     await guest.screenshot({ path: join(RESULTS, 'visit-guest.png'), fullPage: true });
+
+    // Simulcast: the clinician's camera goes out as three layers, and each tile gets the one that
+    // fits it. Every admission above renegotiated the clinician's connection; their layers still
+    // arrive. The patient puts the interpreter in the spotlight: the clinician's tile becomes a
+    // thumbnail and gets a smaller layer, and the larger one again when the spotlight is off.
+    const clinicianHeight = async () => Number(await clinicianTile.getAttribute('data-frame-height'));
+    const fullHeight = await poll('the clinician\'s video at the tile\'s size', async () => {
+      const height = await clinicianHeight();
+      return height >= 270 ? height : false;
+    }, 45_000);
+    const guestTile = patient.locator('[data-testid="remote-tile"][data-role="guest"]');
+    await guestTile.getByRole('button', { name: 'Spotlight' }).click();
+    const smallHeight = await poll('a smaller layer of the clinician\'s video in a thumbnail', async () => {
+      const height = await clinicianHeight();
+      if (height > 0 && height <= fullHeight / 2) return height;
+      throw new Error(`${height} px tall`);
+    }, 45_000);
+    await guestTile.getByRole('button', { name: 'Show everyone' }).click();
+    await poll('the larger layer again', async () => (await clinicianHeight()) >= fullHeight, 45_000);
+    console.log(`the clinician's video at the patient: ${fullHeight} px tall, ${smallHeight} px as a thumbnail`);
     const reuse = await fetch(`${server.base}/api/v1/auth/guest`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },

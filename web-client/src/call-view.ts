@@ -3,7 +3,7 @@
 import { type CallHandlers, type ChatMessage, type Participant, VisitCall } from './call';
 import { h, replaceChildren } from './dom';
 import { describe, quality } from './lib/connection';
-import { shownHeight } from './lib/simulcast';
+import { CAMERA_SIZE, shownHeight } from './lib/simulcast';
 
 export interface CallView {
   call: VisitCall;
@@ -61,13 +61,32 @@ export function startCallView(opts: CallViewOptions): CallView {
       call.showAt(id, height);
     }
   });
+  // Spotlight: one participant large (the patient's face, say, or an interpreter's signing), the
+  // others as thumbnails, which then get the server's smallest video layer.
+  let spotlit: string | null = null;
+  const spotlight = (id: string | null) => {
+    spotlit = id;
+    tiles.classList.toggle('spotlight', id !== null);
+    for (const [tileId, tile] of tileFor) {
+      const on = tileId === id;
+      tile.classList.toggle('spotlit', on);
+      const button = tile.querySelector<HTMLButtonElement>('.tile-spotlight');
+      if (button) {
+        button.setAttribute('aria-pressed', String(on));
+        button.textContent = on ? 'Show everyone' : 'Spotlight';
+      }
+    }
+  };
   const ensureTile = (p: Participant): HTMLElement => {
     let tile = tileFor.get(p.participant_id);
     if (!tile) {
       const video = h('video', { autoplay: true, playsinline: true, 'data-participant': p.participant_id });
       videoFor.set(p.participant_id, video);
       sizes.observe(video);
-      tile = h('figure', { class: 'call-tile', 'data-testid': 'remote-tile', 'data-role': p.role }, video, h('figcaption'));
+      const focus = h('button', { type: 'button', class: 'tile-spotlight button secondary small', 'aria-pressed': 'false' }, 'Spotlight');
+      const id = p.participant_id;
+      focus.addEventListener('click', () => spotlight(spotlit === id ? null : id));
+      tile = h('figure', { class: 'call-tile', 'data-testid': 'remote-tile', 'data-role': p.role }, video, h('figcaption'), focus);
       tileFor.set(p.participant_id, tile);
       tiles.append(tile);
     }
@@ -88,6 +107,7 @@ export function startCallView(opts: CallViewOptions): CallView {
           tile.remove();
           tileFor.delete(id);
           videoFor.delete(id);
+          if (spotlit === id) spotlight(null);
         }
       }
       for (const p of list) ensureTile(p);
@@ -270,7 +290,7 @@ export async function openCameraAndMicrophone(choice: { camera?: string; microph
   try {
     return await navigator.mediaDevices.getUserMedia({
       audio: choice.microphone ? { deviceId: { exact: choice.microphone } } : true,
-      video: { width: 640, height: 360, ...(choice.camera ? { deviceId: { exact: choice.camera } } : {}) },
+      video: { width: { ideal: CAMERA_SIZE.width }, height: { ideal: CAMERA_SIZE.height }, ...(choice.camera ? { deviceId: { exact: choice.camera } } : {}) },
     });
   } catch (err) {
     const name = err instanceof DOMException ? err.name : '';

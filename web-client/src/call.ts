@@ -6,6 +6,7 @@
 // in one MediaStream whose id is their participant id.
 import { feedUrl, FEED_VERSION } from './feed';
 import type { ConnectionStats } from './lib/connection';
+import { simulcastEncodings } from './lib/simulcast';
 
 export type CallPhase = 'connecting' | 'waiting' | 'in_call' | 'reconnecting' | 'ended' | 'denied' | 'removed' | 'replaced' | 'failed';
 
@@ -369,10 +370,12 @@ export class VisitCall {
     const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', iceServers: this.iceServers });
     this.pc = pc;
     this.generation += 1;
-    // One encoding of the camera. (Simulcast layers would let the server give each participant
-    // the size that fits, but the SFU's engine loses their streams when it renegotiates the
-    // connection that carries them; see docs/sfu-engine-notes.md.)
-    for (const track of this.local.getTracks()) pc.addTrack(track, this.local);
+    // The microphone, and the camera as simulcast layers: the server gives each participant the
+    // layer that fits the tile they show it in and their bandwidth.
+    for (const track of this.local.getAudioTracks()) pc.addTrack(track, this.local);
+    for (const track of this.local.getVideoTracks()) {
+      pc.addTransceiver(track, { direction: 'sendrecv', streams: [this.local], sendEncodings: simulcastEncodings() });
+    }
     pc.onicecandidate = (event) => {
       if (event.candidate) this.send({ type: 'candidate', candidate: event.candidate.toJSON() });
       else this.send({ type: 'end_of_candidates' });

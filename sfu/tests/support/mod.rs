@@ -17,6 +17,7 @@ use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
@@ -44,6 +45,9 @@ pub struct Remote {
     /// Each RTP packet the peer receives: its payload's last byte (the
     /// sender's tag) and its sequence number.
     pub received: mpsc::UnboundedReceiver<(u8, u16)>,
+    /// Media SSRCs the peer asks a keyframe of (a picture loss
+    /// indication), as a browser whose decoder lost its picture does.
+    pub keyframe_requests: mpsc::UnboundedSender<u32>,
 }
 
 /// A remote peer that has made its offer and waits for the answer.
@@ -153,6 +157,7 @@ impl Offering {
         let (offers, mut offers_rx) =
             mpsc::unbounded_channel::<(String, oneshot::Sender<String>)>();
         let (received_tx, received) = mpsc::unbounded_channel();
+        let (keyframe_requests, mut keyframe_requests_rx) = mpsc::unbounded_channel::<u32>();
         tokio::spawn(async move {
             let mut buffer = vec![0u8; 2048];
             let mut connected = false;
@@ -189,6 +194,16 @@ impl Offering {
                     pc.set_local_description(Instant::now(), answer).unwrap();
                     let _ = reply.send(pc.local_description().unwrap().sdp);
                 }
+                while let Ok(media_ssrc) = keyframe_requests_rx.try_recv() {
+                    let pli = PictureLossIndication {
+                        sender_ssrc: ssrc,
+                        media_ssrc,
+                    };
+                    let _ = pc
+                        .rtp_sender(sender)
+                        .unwrap()
+                        .write_rtcp(Instant::now(), vec![Box::new(pli)]);
+                }
                 let timeout = pc.poll_timeout();
                 tokio::select! {
                     received = socket.recv_from(&mut buffer) => {
@@ -221,7 +236,11 @@ impl Offering {
                 }
             }
         });
-        Remote { offers, received }
+        Remote {
+            offers,
+            received,
+            keyframe_requests,
+        }
     }
 }
 

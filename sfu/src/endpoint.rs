@@ -191,6 +191,17 @@ fn media_socket(bind: SocketAddr) -> std::io::Result<UdpSocket> {
 /// went to are polled (a video frame arrives as a burst of packets).
 const READ_BATCH: usize = 32;
 
+/// Room for the largest datagram the SFU accepts (browsers keep RTP under
+/// about 1200 bytes; a bigger datagram is cut short and fails its checks).
+const MAX_DATAGRAM: usize = 2048;
+
+/// The receive buffer, empty, with room for one datagram.
+fn reserve_datagram(buffer: &mut BytesMut) -> &mut BytesMut {
+    debug_assert!(buffer.is_empty(), "each datagram is split off");
+    buffer.reserve(MAX_DATAGRAM);
+    buffer
+}
+
 /// The SSRC and the payload type negotiated for its codec of an outgoing track.
 fn outgoing_header(
     pc: &mut RTCPeerConnection,
@@ -245,7 +256,7 @@ pub struct Endpoint {
     /// histogram their read-to-send delay goes to.
     forwarded_arrivals: Vec<Instant>,
     forward_delay: Option<Histogram>,
-    receive_buffer: Vec<u8>,
+    receive_buffer: BytesMut,
     /// Datagrams the connections wrote, waiting for the socket (kept here
     /// so that a cancelled flush loses none).
     outbox: std::collections::VecDeque<(SocketAddr, BytesMut)>,
@@ -282,7 +293,7 @@ impl Endpoint {
             arrived: HashMap::new(),
             forwarded_arrivals: Vec::new(),
             forward_delay: None,
-            receive_buffer: Vec::new(),
+            receive_buffer: BytesMut::new(),
             outbox: std::collections::VecDeque::new(),
         })
     }
@@ -642,19 +653,19 @@ impl Endpoint {
     /// # Errors
     /// When the socket fails.
     pub async fn next_event(&mut self) -> Result<Event, EndpointError> {
-        // One receive buffer kept across calls (allocating and zeroing one
-        // per call showed in profiles); a cancelled call drops it, and the
+        // One receive buffer kept across calls: each datagram is received
+        // into its spare room and split off to be handed to its connection
+        // as is, with no copy. The engine drops it once decrypted, so by the
+        // next datagram the room is free again and `reserve` reclaims it
+        // rather than allocating. A cancelled call drops the buffer, and the
         // next allocates a new one.
         let mut buffer = std::mem::take(&mut self.receive_buffer);
-        if buffer.is_empty() {
-            buffer = vec![0u8; 2048];
-        }
         let event = self.next_event_with(&mut buffer).await;
         self.receive_buffer = buffer;
         event
     }
 
-    async fn next_event_with(&mut self, buffer: &mut [u8]) -> Result<Event, EndpointError> {
+    async fn next_event_with(&mut self, buffer: &mut BytesMut) -> Result<Event, EndpointError> {
         loop {
             // Events already collected go first: what handling them writes
             // (forwarded packets) is then sent in one batch with the rest.
@@ -682,13 +693,13 @@ impl Endpoint {
                 }
             };
             tokio::select! {
-                received = self.socket.recv_from(buffer) => {
-                    let (n, from) = received?;
-                    self.deliver(from, &buffer[..n]);
+                received = self.socket.recv_buf_from(reserve_datagram(buffer)) => {
+                    let (_, from) = received?;
+                    self.deliver(from, buffer.split());
                     // Whatever else already waits, without waiting for more.
                     for _ in 1..READ_BATCH {
-                        match self.socket.try_recv_from(buffer) {
-                            Ok((n, from)) => self.deliver(from, &buffer[..n]),
+                        match self.socket.try_recv_buf_from(reserve_datagram(buffer)) {
+                            Ok((_, from)) => self.deliver(from, buffer.split()),
                             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
                             Err(error) => return Err(error.into()),
                         }
@@ -719,8 +730,8 @@ impl Endpoint {
     }
 
     /// Hands a datagram to the connection it belongs to, or drops it.
-    fn deliver(&mut self, from: SocketAddr, datagram: &[u8]) {
-        let peer = match self.router.route(from, datagram) {
+    fn deliver(&mut self, from: SocketAddr, datagram: BytesMut) {
+        let peer = match self.router.route(from, &datagram) {
             Ok(peer) => peer,
             Err(reason) => {
                 tracing::debug!(%reason, "datagram dropped");
@@ -741,7 +752,7 @@ impl Endpoint {
                 transport_protocol: TransportProtocol::UDP,
                 ecn: None,
             },
-            message: BytesMut::from(datagram),
+            message: datagram,
         };
         if let Err(error) = pc.handle_read(message) {
             tracing::debug!(%error, peer = peer.0, "datagram refused by its connection");
@@ -794,7 +805,13 @@ impl Endpoint {
                     _ => {}
                 }
             }
-            while let Some(TaggedRTCMessage { message, .. }) = pc.poll_read() {
+            // `poll_media_read`, not `poll_read`: the engine moved every
+            // datagram's media through its pipeline in `handle_read` (and
+            // `poll_event` above moves what events queue), and `poll_read`
+            // sweeps the whole pipeline and interceptor chain again on
+            // every call, the last one finding nothing. The SFU negotiates
+            // no data channels, the other kind `poll_read` interleaves.
+            while let Some(TaggedRTCMessage { message, .. }) = pc.poll_media_read() {
                 match message {
                     RTCMessage::RtpPacket(track, packet) => {
                         let audio_level = self

@@ -1069,7 +1069,7 @@ impl Rooms {
         &mut self,
         peer: PeerId,
         track: &str,
-        packet: rtc::rtp::Packet,
+        mut packet: rtc::rtp::Packet,
         received_at: Instant,
         audio_level: Option<u8>,
     ) {
@@ -1130,6 +1130,11 @@ impl Rooms {
                 .observe(published.publisher, level);
         }
         let bytes = packet.payload.len() as u64;
+        // The publisher's header extensions are never forwarded (each
+        // subscriber's connection writes its own): dropped once here, so
+        // the copy for each subscriber below allocates nothing.
+        packet.header.extensions.clear();
+        packet.header.extension = false;
         for sub in &mut published.subscriptions {
             if sub.paused || !flowing(sub, &self.connected) {
                 continue;

@@ -51,6 +51,13 @@ const SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
 /// `MAX_FRAME_BYTES` closes the socket (it is not even read).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 const MAX_FRAME_BYTES: usize = 1024 * 1024;
+
+/// How much the socket reads at a time. tungstenite zeroes its whole read
+/// buffer (128 KiB by default) before every read, even one that finds
+/// nothing, which showed in the SFU load test's profile; the feed's
+/// messages are small (an SDP offer is a few KiB) and a larger one is read
+/// in several turns.
+const READ_BUFFER_BYTES: usize = 16 * 1024;
 const MAX_SUBSCRIBED: usize = 200;
 /// How often an open feed checks that its session is still live.
 const SESSION_CHECK: Duration = Duration::from_secs(30);
@@ -305,6 +312,7 @@ pub(crate) async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     ws.max_message_size(MAX_FRAME_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| async move { Feed::new(state, meta, socket).run().await })
 }
 

@@ -141,6 +141,20 @@ describe('a video visit between two browsers through the SFU', { timeout: 300_00
     const clinicianTile = patient.locator('[data-testid="remote-tile"][data-role="clinician"]');
     await poll('the muted clinician not speaking on the patient\'s page', async () => (await clinicianTile.getAttribute('data-speaking')) === 'false' && (await patient.getByTestId('self-view').getAttribute('data-speaking')) === 'true');
     await clinician.getByRole('button', { name: 'Unmute microphone' }).click();
+    // The clinician changes microphone during the call (to another of Chromium's fake ones): the
+    // patient goes on hearing them, now from the new one, without the call being interrupted.
+    await clinician.getByText('Camera and microphone', { exact: true }).click();
+    const callMicrophones = clinician.getByTestId('call-microphone');
+    const otherMicrophone = await poll('another microphone to choose during the call', async () => {
+      const current = await callMicrophones.inputValue();
+      const values = await callMicrophones.locator('option').evaluateAll((options) => options.map((o) => o.value));
+      return values.find((value) => value !== current) ?? false;
+    });
+    await callMicrophones.selectOption(otherMicrophone);
+    const microphoneInUse = () => clinician.getByTestId('self-view').evaluate((v) => v.srcObject.getAudioTracks().map((t) => `${t.readyState} ${t.getSettings().deviceId}`).join());
+    await poll('the clinician\'s call using the chosen microphone', async () => (await microphoneInUse()) === `live ${otherMicrophone}`);
+    await clinicianTile.evaluate((tile) => { tile.dataset.maxAudioLevel = '0'; });
+    await poll('the patient hearing the clinician\'s new microphone', async () => Number(await clinicianTile.getAttribute('data-max-audio-level')) > 0);
     // The patient on a poor network chooses audio only: the clinician's video stops reaching
     // them (framesDecoded stands still over a stats interval) and the clinician sees the
     // patient's camera as off; video comes back when the patient asks for it.

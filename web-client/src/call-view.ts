@@ -3,7 +3,8 @@
 import { type CallHandlers, type ChatMessage, type Participant, VisitCall } from './call';
 import { h, replaceChildren } from './dom';
 import { describe, quality } from './lib/connection';
-import { CAMERA_SIZE, shownHeight } from './lib/simulcast';
+import { fillDeviceChoices, openDevice } from './devices';
+import { shownHeight } from './lib/simulcast';
 
 export interface CallView {
   call: VisitCall;
@@ -202,6 +203,36 @@ export function startCallView(opts: CallViewOptions): CallView {
     videoOn = !videoOn;
     sync();
   });
+  // Another camera or microphone during the call (a headset plugged in, the laptop's camera
+  // instead of the room's): the others get it without the call being interrupted.
+  const cameraChoice = h('select', { id: 'call-camera', 'data-testid': 'call-camera' });
+  const microphoneChoice = h('select', { id: 'call-microphone', 'data-testid': 'call-microphone' });
+  const deviceProblem = h('p', { role: 'alert', class: 'form-alert' });
+  const devices = h(
+    'details',
+    { class: 'call-devices', 'data-testid': 'call-devices' },
+    h('summary', { class: 'button secondary' }, 'Camera and microphone'),
+    h('label', { for: 'call-camera' }, 'Camera'),
+    cameraChoice,
+    h('label', { for: 'call-microphone' }, 'Microphone'),
+    microphoneChoice,
+    deviceProblem,
+  );
+  devices.addEventListener('toggle', () => {
+    if (devices.open) void fillDeviceChoices(cameraChoice, microphoneChoice, opts.local);
+  });
+  const switchTo = (kind: 'audio' | 'video', select: HTMLSelectElement) => async () => {
+    deviceProblem.replaceChildren();
+    try {
+      await call.replaceLocalTrack(await openDevice(kind, select.value));
+      selfVideo.srcObject = opts.local;
+    } catch (err) {
+      deviceProblem.textContent = err instanceof Error ? err.message : String(err);
+      void fillDeviceChoices(cameraChoice, microphoneChoice, opts.local);
+    }
+  };
+  cameraChoice.addEventListener('change', switchTo('video', cameraChoice));
+  microphoneChoice.addEventListener('change', switchTo('audio', microphoneChoice));
   const leave = h('button', { type: 'button', class: 'button danger' }, 'Leave');
   leave.addEventListener('click', () => {
     call.leave();
@@ -222,7 +253,7 @@ export function startCallView(opts: CallViewOptions): CallView {
     ownConnection,
     h('div', { class: 'call-stage' }, tiles, selfVideo),
     audioOnlyNote,
-    h('div', { class: 'call-controls' }, micButton, camButton, audioOnlyButton, ...(opts.extraControls?.(call) ?? []), leave),
+    h('div', { class: 'call-controls' }, micButton, camButton, audioOnlyButton, devices, ...(opts.extraControls?.(call) ?? []), leave),
     h('section', { class: 'chat', 'aria-label': 'Chat' }, h('h2', { class: 'small-heading' }, 'Chat'), chatLog, chatForm),
   );
   replaceChildren(tiles);
@@ -285,17 +316,3 @@ async function showStats(call: VisitCall, tileFor: Map<string, HTMLElement>): Pr
   }
 }
 
-/** Asks for the camera and microphone (the chosen ones, if given); a clear message when refused or missing. */
-export async function openCameraAndMicrophone(choice: { camera?: string; microphone?: string } = {}): Promise<MediaStream> {
-  try {
-    return await navigator.mediaDevices.getUserMedia({
-      audio: choice.microphone ? { deviceId: { exact: choice.microphone } } : true,
-      video: { width: { ideal: CAMERA_SIZE.width }, height: { ideal: CAMERA_SIZE.height }, ...(choice.camera ? { deviceId: { exact: choice.camera } } : {}) },
-    });
-  } catch (err) {
-    const name = err instanceof DOMException ? err.name : '';
-    if (name === 'NotAllowedError') throw new Error('Allow this page to use your camera and microphone (see the icon in the address bar), then try again.');
-    if (name === 'NotFoundError') throw new Error('No camera or microphone was found. Connect one and try again.');
-    throw new Error('Your camera or microphone could not be started. Close other programs using them and try again.');
-  }
-}

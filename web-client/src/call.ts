@@ -210,6 +210,23 @@ export class VisitCall {
     this.send({ type: 'chat', text });
   }
 
+  /**
+   * Puts `track` (another camera or microphone) in place of the local track of its kind: the others
+   * get it at once, with no renegotiation, and a reconnection sends it. It keeps the old track's
+   * on/off state (a muted microphone stays muted), and a camera paused for audio only stays paused.
+   * The old track is stopped.
+   */
+  async replaceLocalTrack(track: MediaStreamTrack): Promise<void> {
+    const video = track.kind === 'video';
+    const old = (video ? this.local.getVideoTracks() : this.local.getAudioTracks())[0] ?? null;
+    if (old) track.enabled = old.enabled;
+    const sender = this.pc?.getSenders().find((s) => (old !== null && s.track === old) || (video && s.track === null && this.pausedVideo === s)) ?? null;
+    if (old) this.local.removeTrack(old);
+    this.local.addTrack(track);
+    if (sender && sender !== this.pausedVideo) await sender.replaceTrack(track);
+    old?.stop();
+  }
+
   /** Turns the microphone or camera on or off, and tells the others. */
   setMuted(audio: boolean, video: boolean): void {
     for (const track of this.local.getAudioTracks()) track.enabled = audio;

@@ -1,7 +1,7 @@
 // The check before the waiting room: the camera's preview, a choice of camera and microphone, a
 // level meter that moves when the microphone hears something, and a short network check.
-import { openCameraAndMicrophone } from './call-view';
-import { h, replaceChildren } from './dom';
+import { fillDeviceChoices, openCameraAndMicrophone } from './devices';
+import { h } from './dom';
 import { measureRoundTrips, median, verdict } from './lib/network-check';
 
 export interface DeviceCheck {
@@ -32,14 +32,6 @@ export async function startDeviceCheck(): Promise<DeviceCheck> {
   const network = h('p', { class: 'network-check', 'data-testid': 'network-check', role: 'status' }, 'Checking your connection to the clinic…');
   let stopMeter = listen(stream, meter);
 
-  const fill = async () => {
-    const devices = await navigator.mediaDevices.enumerateDevices();
-    const inUse = (kind: 'video' | 'audio') => (kind === 'video' ? stream.getVideoTracks() : stream.getAudioTracks())[0]?.getSettings().deviceId;
-    const options = (kind: MediaDeviceKind, current: string | undefined, noun: string) =>
-      devices.filter((d) => d.kind === kind).map((d, i) => h('option', { value: d.deviceId, selected: d.deviceId === current }, d.label || `${noun} ${i + 1}`));
-    replaceChildren(cameras, options('videoinput', inUse('video'), 'Camera'));
-    replaceChildren(microphones, options('audioinput', inUse('audio'), 'Microphone'));
-  };
   // A device change under way: joining waits for it, so the stream that goes into the call is
   // never one whose tracks the change then stops.
   let changing: Promise<void> = Promise.resolve();
@@ -61,7 +53,7 @@ export async function startDeviceCheck(): Promise<DeviceCheck> {
   };
   cameras.addEventListener('change', change);
   microphones.addEventListener('change', change);
-  await fill();
+  await fillDeviceChoices(cameras, microphones, stream);
 
   void measureRoundTrips('/healthz').then((samples) => {
     const rtt = median(samples);

@@ -2,8 +2,9 @@
 // devices, microphone level, network check), then the waiting room and the call. A reload during the call goes straight back in (the seat
 // keeps its admission for a grace period), remembered per tab in sessionStorage.
 import type { CallPhase } from './call';
-import { openCameraAndMicrophone, startCallView } from './call-view';
+import { startCallView } from './call-view';
 import { type DeviceCheck, startDeviceCheck } from './device-check';
+import { openCameraAndMicrophone } from './devices';
 import { h, replaceChildren } from './dom';
 
 /** Set while this tab is in a visit, so a reload goes straight back in. */

@@ -1,8 +1,10 @@
-// The clinician's visit page: camera check, then the call with the waiting list (admit or deny),
+// The clinician's visit page: the camera and microphone check (preview, choice, level, network), then the call with the waiting list (admit or deny),
 // remove, and "End visit" (which disconnects everyone and finishes the appointment).
 import { api, freshStaffAccessToken } from '../api';
 import type { Participant } from '../call';
-import { openCameraAndMicrophone, startCallView } from '../call-view';
+import { startCallView } from '../call-view';
+import { type DeviceCheck, startDeviceCheck } from '../device-check';
+import { openCameraAndMicrophone } from '../devices';
 import { h, replaceChildren } from '../dom';
 import { inCallVitals } from '../in-call-vitals';
 import { messageForError } from '../lib/errors';
@@ -27,8 +29,7 @@ export async function visitPage(ctx: PageContext): Promise<void> {
   const callArea = h('div', { class: 'visit-call' });
   const vitalsArea = h('div');
   const guests = guestInvitations(appointment.id);
-  const preview = h('video', { class: 'preview', autoplay: true, playsinline: true, muted: true });
-  preview.muted = true;
+  const checkArea = h('div', null, h('p', { class: 'muted' }, 'Starting your camera and microphone…'));
   const start = h('button', { type: 'button', class: 'button primary large', 'data-testid': 'start-visit' }, 'Start the visit');
 
   replaceChildren(
@@ -38,7 +39,28 @@ export async function visitPage(ctx: PageContext): Promise<void> {
     status,
     h('div', { class: 'visit-layout' }, h('div', null, callArea), h('div', { class: 'visit-side' }, lobby, guests, vitalsArea)),
   );
-  replaceChildren(callArea, h('section', { class: 'card device-check', 'aria-label': 'Camera and microphone' }, preview, start));
+  replaceChildren(callArea, h('section', { class: 'card device-check-entry', 'aria-label': 'Before the visit' }, checkArea, start));
+  // The check starts with the page: a clinician opening a visit is about to use the camera.
+  let check: DeviceCheck | null = null;
+  const checking = startDeviceCheck().then(
+    (ready) => {
+      check = ready;
+      replaceChildren(checkArea, ready.root);
+    },
+    (err: unknown) => {
+      replaceChildren(checkArea);
+      problem.replaceChildren(h('p', null, err instanceof Error ? err.message : String(err)));
+    },
+  );
+  // Leaving the page before starting lets the camera go.
+  let started = false;
+  ctx.signal.addEventListener('abort', () => {
+    void checking.then(async () => {
+      if (started || !check) return;
+      check.stop();
+      for (const track of (await check.stream()).getTracks()) track.stop();
+    });
+  });
 
   const showLobby = (waiting: Participant[], admit: (id: string) => void, deny: (id: string) => void) => {
     const items = waiting.map((p) =>
@@ -58,7 +80,15 @@ export async function visitPage(ctx: PageContext): Promise<void> {
     problem.replaceChildren();
     let local: MediaStream;
     try {
-      local = await openCameraAndMicrophone();
+      await checking;
+      // The devices chosen in the check; if it failed, another try (the camera may be free now).
+      if (check) {
+        local = await check.stream();
+        started = true;
+        check.stop();
+      } else {
+        local = await openCameraAndMicrophone();
+      }
     } catch (err) {
       problem.replaceChildren(h('p', null, err instanceof Error ? err.message : String(err)));
       start.disabled = false;

@@ -1,5 +1,6 @@
-// The clinician's visit page: the camera and microphone check (preview, choice, level, network), then the call with the waiting list (admit or deny),
-// remove, and "End visit" (which disconnects everyone and finishes the appointment).
+// The clinician's visit page: the camera and microphone check (preview, choice, level, network),
+// then the call with the waiting list (admit or deny), remove, and "End visit" (which disconnects
+// everyone and finishes the appointment).
 import { api, freshStaffAccessToken } from '../api';
 import type { Participant } from '../call';
 import { startCallView } from '../call-view';

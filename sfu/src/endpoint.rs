@@ -210,19 +210,56 @@ fn outgoing_header(
     let mut rtp_sender = pc.rtp_sender(sender).ok_or(EndpointError::NoSender)?;
     let track = rtp_sender.track();
     let ssrc = track.ssrcs().next().ok_or(EndpointError::NoSender)?;
-    let mime = track
+    let (mime, fmtp) = track
         .codec(ssrc)
-        .map(|codec| codec.mime_type.clone())
+        .map(|codec| (codec.mime_type.clone(), codec.sdp_fmtp_line.clone()))
         .ok_or(EndpointError::NoSender)?;
-    let payload_type = rtp_sender
-        .get_parameters()
-        .rtp_parameters
-        .codecs
+    let codecs = &rtp_sender.get_parameters().rtp_parameters.codecs;
+    let same_codec = codecs
         .iter()
-        .find(|codec| codec.rtp_codec.mime_type.eq_ignore_ascii_case(&mime))
+        .filter(|codec| codec.rtp_codec.mime_type.eq_ignore_ascii_case(&mime));
+    // Of several payload types for the codec (H.264's profiles and
+    // packetization modes), the one whose format parameters match; else
+    // the first.
+    let payload_type = same_codec
+        .clone()
+        .find(|codec| same_format(&codec.rtp_codec.sdp_fmtp_line, &fmtp))
+        .or_else(|| same_codec.clone().next())
         .map(|codec| codec.payload_type)
         .ok_or(EndpointError::CodecNotNegotiated)?;
     Ok((ssrc, payload_type))
+}
+
+/// Whether two `a=fmtp` lines describe the same stream format: the same
+/// packetization mode and H.264 profile (`profile-level-id`'s first two
+/// bytes; the level may differ, RFC 6184 §8.2.2), and otherwise the same
+/// parameters.
+fn same_format(a: &str, b: &str) -> bool {
+    fn parameters(line: &str) -> Vec<(String, String)> {
+        let mut parameters: Vec<(String, String)> = line
+            .split(';')
+            .filter_map(|pair| {
+                let (key, value) = pair.split_once('=')?;
+                let key = key.trim().to_ascii_lowercase();
+                let value = value.trim().to_ascii_lowercase();
+                match key.as_str() {
+                    "profile-level-id" => Some((key, value.chars().take(4).collect())),
+                    "level-asymmetry-allowed" => None,
+                    _ => Some((key, value)),
+                }
+            })
+            .collect();
+        // Absent, H.264's packetization mode is 0 (RFC 6184 §8.1).
+        if !parameters
+            .iter()
+            .any(|(key, _)| key == "packetization-mode")
+        {
+            parameters.push(("packetization-mode".to_owned(), "0".to_owned()));
+        }
+        parameters.sort();
+        parameters
+    }
+    parameters(a) == parameters(b)
 }
 
 /// The SFU's socket and its connections.
@@ -544,8 +581,9 @@ impl Endpoint {
 
     /// Sends `packet` (another participant's) on an outgoing track: its
     /// SSRC becomes the track's and its payload type the one negotiated for
-    /// the track's codec on this connection (matched by codec name; fmtp
-    /// profiles, which H.264 needs, are not compared yet); header extensions, whose ids
+    /// the track's codec on this connection (matched by codec name and, of
+    /// several, by format parameters: H.264's profile and packetization
+    /// mode); header extensions, whose ids
     /// were negotiated with the publisher, are dropped; sequence number and
     /// timestamp continue the track's own numbering ([`crate::rewrite`]).
     /// `switch`: a packet from another source than the track's current one
@@ -956,4 +994,39 @@ fn random_token(len: usize) -> String {
     (0..len)
         .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_format;
+
+    #[test]
+    fn h264_formats_match_on_profile_and_packetization_mode_not_level() {
+        let baseline_31 = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f";
+        let baseline_40 = "packetization-mode=1;profile-level-id=42e028;level-asymmetry-allowed=1";
+        let baseline_mode_0 =
+            "level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42001f";
+        let high = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=64001f";
+        assert!(same_format(baseline_31, baseline_31));
+        assert!(!same_format(baseline_31, baseline_mode_0));
+        assert!(!same_format(baseline_31, high));
+        // The constraint flags are part of the profile: 42e0 is not 4200.
+        assert!(!same_format(baseline_31, baseline_40));
+        assert!(same_format(
+            "profile-level-id=42e01f;packetization-mode=1",
+            baseline_40
+        ));
+        // No packetization mode means mode 0.
+        assert!(same_format("profile-level-id=42001f", baseline_mode_0));
+    }
+
+    #[test]
+    fn other_codecs_match_on_all_their_parameters() {
+        assert!(same_format("", ""));
+        assert!(same_format(
+            "minptime=10;useinbandfec=1",
+            "useinbandfec=1; minptime=10"
+        ));
+        assert!(!same_format("profile-id=0", "profile-id=2"));
+    }
 }

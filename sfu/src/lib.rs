@@ -37,6 +37,8 @@
 //!   label but a direction (never a room, participant or patient).
 //! - [`simulcast`]: which layer of a published video each subscriber
 //!   gets, from the size it shows it at and its bandwidth estimate.
+//! - [`h264`]: keyframes in H.264 payloads and the picture height their
+//!   SPS declares (what [`vp8`] is for VP8).
 //! - [`vp8`]: keyframes, their size, and picture ID / TL0PICIDX rewriting
 //!   in VP8 payloads, so a layer switch is seamless for the decoder.
 //! - [`speakers`]: who speaks in a room, from the audio levels (RFC 6464)
@@ -51,6 +53,7 @@
 
 pub mod demux;
 pub mod endpoint;
+pub mod h264;
 pub mod metrics;
 pub mod rewrite;
 pub mod rooms;

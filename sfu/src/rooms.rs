@@ -31,7 +31,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use rtc::peer_connection::configuration::media_engine::MIME_TYPE_VP8;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_VP8};
 use rtc::peer_connection::transport::RTCIceCandidateInit;
 /// A remote ICE candidate as signaling receives it.
 pub use rtc::peer_connection::transport::RTCIceCandidateInit as IceCandidate;
@@ -1097,9 +1097,9 @@ impl Rooms {
         // Whether this packet starts a keyframe (where a subscriber may
         // switch to this layer, or resume), and the layer's size when it
         // does: read for simulcast tracks and where a subscriber waits for
-        // one. VP8 only; other codecs' keyframes are not recognised, so
-        // there any packet is taken (the decoder recovers with the keyframe
-        // asked for at the same time).
+        // one. VP8 and H.264; other codecs' keyframes are not recognised,
+        // so there any packet is taken (the decoder recovers with the
+        // keyframe asked for at the same time).
         let waiting = published
             .subscriptions
             .iter()
@@ -1119,6 +1119,20 @@ impl Rooms {
                     descriptor.keyframe
                 }
                 Err(_) => false,
+            }
+        } else if published
+            .codec
+            .mime_type
+            .eq_ignore_ascii_case(MIME_TYPE_H264)
+        {
+            match crate::h264::keyframe(&packet.payload) {
+                Some(start) => {
+                    if let Some(height) = start.height {
+                        layer.height = Some(height);
+                    }
+                    true
+                }
+                None => false,
             }
         } else {
             true

@@ -50,6 +50,34 @@ async function startServerAndBookVisit() {
   state.joinUrl = booked.join_url;
 }
 
+/**
+ * An init script: the page's camera goes out as H.264 (the codec put first on its transceiver),
+ * and its connections are kept in `window.__pcs` for `sentVideoCodecs`.
+ */
+function preferH264() {
+  const addTransceiver = RTCPeerConnection.prototype.addTransceiver;
+  RTCPeerConnection.prototype.addTransceiver = function (trackOrKind, init) {
+    const transceiver = addTransceiver.call(this, trackOrKind, init);
+    (window.__pcs ??= []).push(this);
+    if (typeof trackOrKind !== 'string' && trackOrKind.kind === 'video') {
+      const codecs = RTCRtpReceiver.getCapabilities('video').codecs;
+      const h264 = (c) => /h264/i.test(c.mimeType);
+      transceiver.setCodecPreferences([...codecs.filter(h264), ...codecs.filter((c) => !h264(c))]);
+    }
+    return transceiver;
+  };
+}
+
+/** In the page (after `preferH264`): the codec of each video layer its latest connection sends, joined. */
+async function sentVideoCodecs() {
+  const stats = await window.__pcs.at(-1).getStats();
+  const codecs = [];
+  stats.forEach((report) => {
+    if (report.type === 'outbound-rtp' && report.kind === 'video') codecs.push(stats.get(report.codecId)?.mimeType);
+  });
+  return codecs.join();
+}
+
 async function newContext() {
   const context = await state.browser.newContext({ viewport: { width: 1100, height: 900 } });
   await context.grantPermissions(['camera', 'microphone'], { origin: server.base });
@@ -202,6 +230,8 @@ describe('a video visit between two browsers through the SFU', { timeout: 300_00
     await clinician.getByRole('button', { name: 'Create guest link' }).click();
     const guestUrl = await clinician.getByTestId('guest-link-url').inputValue();
     const guestContext = await newContext();
+    // The interpreter's browser prefers H.264 (as some do), so the call mixes codecs.
+    await guestContext.addInitScript(preferH264);
     const guest = await newPage(guestContext, state.problems);
     await guest.goto(guestUrl);
     await guest.getByLabel('Your name (shown to the others in the call)').fill('Ana Interpreter');
@@ -238,6 +268,23 @@ describe('a video visit between two browsers through the SFU', { timeout: 300_00
     await guestTile.getByRole('button', { name: 'Show everyone' }).click();
     await poll('the larger layer again', async () => (await clinicianHeight()) >= fullHeight, 45_000);
     console.log(`the clinician's video at the patient: ${fullHeight} px tall, ${smallHeight} px as a thumbnail`);
+    // The interpreter's H.264 layers are ranked by the height their SPS declares: as a thumbnail
+    // (the clinician spotlit) their video gets a smaller layer too, and the larger one after.
+    assert.match(await guest.evaluate(sentVideoCodecs), /^(video\/H264,?)+$/i);
+    const guestHeight = async () => Number(await guestTile.getAttribute('data-frame-height'));
+    const guestFull = await poll('the interpreter\'s H.264 video at the tile\'s size', async () => {
+      const height = await guestHeight();
+      return height >= 270 ? height : false;
+    }, 45_000);
+    await patient.locator('[data-testid="remote-tile"][data-role="clinician"]').getByRole('button', { name: 'Spotlight' }).click();
+    const guestSmall = await poll('a smaller layer of the interpreter\'s video in a thumbnail', async () => {
+      const height = await guestHeight();
+      if (height > 0 && height <= guestFull / 2) return height;
+      throw new Error(`${height} px tall`);
+    }, 45_000);
+    await patient.locator('[data-testid="remote-tile"][data-role="clinician"]').getByRole('button', { name: 'Show everyone' }).click();
+    await poll('the interpreter\'s larger layer again', async () => (await guestHeight()) >= guestFull, 45_000);
+    console.log(`the interpreter's H.264 video at the patient: ${guestFull} px tall, ${guestSmall} px as a thumbnail`);
     const reuse = await fetch(`${server.base}/api/v1/auth/guest`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },

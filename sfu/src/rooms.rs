@@ -355,6 +355,26 @@ struct Participant {
 /// Whether a subscriber's copy of a track may carry packets now: its offer
 /// was answered and its connection is up (before DTLS is up there are no
 /// SRTP keys to send with).
+/// Whether a video payload starts a keyframe, and the picture height it
+/// declares if it does; `None` for a codec whose keyframes are not
+/// recognised (VP8 and H.264 are).
+fn keyframe_start(mime_type: &str, payload: &[u8]) -> Option<(bool, Option<u16>)> {
+    if mime_type.eq_ignore_ascii_case(MIME_TYPE_VP8) {
+        Some(
+            crate::vp8::Descriptor::parse(payload).map_or((false, None), |descriptor| {
+                (
+                    descriptor.keyframe,
+                    descriptor.size.map(|(_, height)| height),
+                )
+            }),
+        )
+    } else if mime_type.eq_ignore_ascii_case(MIME_TYPE_H264) {
+        Some(crate::h264::keyframe(payload).map_or((false, None), |start| (true, start.height)))
+    } else {
+        None
+    }
+}
+
 fn flowing(sub: &Subscription, connected: &std::collections::HashSet<PeerId>) -> bool {
     sub.active && connected.contains(&sub.peer)
 }
@@ -1106,36 +1126,16 @@ impl Rooms {
             .any(|sub| sub.current.is_none() && sub.target == Some(ssrc));
         let keyframe = if !(simulcast || waiting) || published.kind != RtpCodecKind::Video {
             false
-        } else if published
-            .codec
-            .mime_type
-            .eq_ignore_ascii_case(MIME_TYPE_VP8)
-        {
-            match crate::vp8::Descriptor::parse(&packet.payload) {
-                Ok(descriptor) => {
-                    if let Some((_, height)) = descriptor.size {
-                        layer.height = Some(height);
-                    }
-                    descriptor.keyframe
-                }
-                Err(_) => false,
-            }
-        } else if published
-            .codec
-            .mime_type
-            .eq_ignore_ascii_case(MIME_TYPE_H264)
-        {
-            match crate::h264::keyframe(&packet.payload) {
-                Some(start) => {
-                    if let Some(height) = start.height {
-                        layer.height = Some(height);
-                    }
-                    true
-                }
-                None => false,
-            }
         } else {
-            true
+            match keyframe_start(&published.codec.mime_type, &packet.payload) {
+                Some((keyframe, height)) => {
+                    if height.is_some() {
+                        layer.height = height;
+                    }
+                    keyframe
+                }
+                None => true,
+            }
         };
         if let Some(level) = audio_level {
             self.speech

@@ -30,6 +30,16 @@ async fn remote_peer(endpoint: &mut Endpoint, tag: u8, packets: u16) -> (PeerId,
     (peer, offering.start(answer))
 }
 
+/// Runs the endpoint until `count` connections are up.
+async fn all_connected(endpoint: &mut Endpoint, count: usize) {
+    let mut connected = 0;
+    while connected < count {
+        if let Event::Connected(_) = endpoint.next_event().await.unwrap() {
+            connected += 1;
+        }
+    }
+}
+
 /// A send-only video track (SSRC 0x5EED) on the subscriber's connection,
 /// offered by the SFU and answered by the subscriber.
 async fn outgoing_video_track(
@@ -113,12 +123,7 @@ async fn forwarded_media_reaches_a_renegotiated_track_and_a_switch_is_seamless()
 
     let mut received: Vec<(u8, u16)> = Vec::new();
     let outcome = tokio::time::timeout(DEADLINE, async {
-        let mut connected = Vec::new();
-        while connected.len() < 3 {
-            if let Event::Connected(peer) = endpoint.next_event().await.unwrap() {
-                connected.push(peer);
-            }
-        }
+        all_connected(&mut endpoint, 3).await;
         let sender = outgoing_video_track(&mut endpoint, subscriber_peer, &subscriber).await;
         // The first publisher's packets, until the subscriber has ten; then
         // the second's (switching on its next packet), until ten more.
@@ -181,12 +186,7 @@ async fn a_subscribers_picture_loss_indication_asks_for_a_keyframe() {
 
     let mut asked = 0;
     let outcome = tokio::time::timeout(DEADLINE, async {
-        let mut connected = Vec::new();
-        while connected.len() < 2 {
-            if let Event::Connected(peer) = endpoint.next_event().await.unwrap() {
-                connected.push(peer);
-            }
-        }
+        all_connected(&mut endpoint, 2).await;
         let sender = outgoing_video_track(&mut endpoint, subscriber_peer, &subscriber).await;
         // Once the subscriber receives the track, it asks for a keyframe
         // with each packet it gets (as a decoder that cannot start would)

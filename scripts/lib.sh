@@ -148,6 +148,24 @@ install_node20() {
 }
 
 # wait_for_port PORT SECONDS: true once something listens on 127.0.0.1:PORT.
+# The independent FHIR validator of the tests: fhir.resources 6.1.0 (models
+# generated from HL7's FHIR R4 4.0.1 structure definitions), from PyPI,
+# pinned in tests/fhir-validator/requirements.txt, in a virtualenv under
+# target/ (rebuilt when the pins change). The FHIR tests find it there.
+ensure_fhir_validator() {
+    local venv="$ROOT/target/fhir-validator" requirements="$ROOT/tests/fhir-validator/requirements.txt"
+    if [ -x "$venv/bin/python" ] && cmp -s "$requirements" "$venv/requirements.txt"; then
+        return 0
+    fi
+    command -v python3 >/dev/null 2>&1 || apt_need python3 python3
+    python3 -c 'import venv, ensurepip' 2>/dev/null || apt_need python3-venv /usr/share/doc/python3-venv
+    say "installing the FHIR validator (fhir.resources, PyPI) into target/fhir-validator"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$venv/requirements.txt"
+}
+
 wait_for_port() {
     local port="$1" deadline=$((SECONDS + $2))
     while [ "$SECONDS" -lt "$deadline" ]; do

@@ -115,6 +115,9 @@ pub enum TransitionError {
     /// A no-show was requested before the grace period after the start ran out.
     #[error("a patient is a no-show only after the grace period past the start")]
     NoShowTooEarly,
+    /// Only a booked appointment can be rescheduled.
+    #[error("an appointment that is {0} can no longer be rescheduled")]
+    NotBooked(AppointmentStatus),
 }
 
 /// The facts a transition depends on besides the two statuses.

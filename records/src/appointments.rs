@@ -37,6 +37,12 @@ pub struct Appointment {
     pub started_at: Option<DateTime<Utc>>,
     /// When the visit finished.
     pub finished_at: Option<DateTime<Utc>>,
+    /// When it was booked.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Bumped by every change (FHIR `meta.versionId`, the ETag).
+    pub version: i64,
 }
 
 impl std::fmt::Debug for Appointment {
@@ -93,7 +99,7 @@ pub struct NewAppointment {
 const SELECT: &str =
     "SELECT a.id, a.patient_id, p.given_name || ' ' || p.family_name AS patient_name,
         a.practitioner_id, pr.name AS practitioner_name, a.starts_at, a.ends_at, a.kind, a.reason,
-        a.status, a.started_at, a.finished_at
+        a.status, a.started_at, a.finished_at, a.created_at, a.updated_at, a.version
      FROM appointments a
      JOIN patients p ON p.id = a.patient_id
      JOIN practitioners pr ON pr.id = a.practitioner_id";
@@ -144,6 +150,15 @@ pub struct AppointmentFilter {
     pub practitioner_id: Option<PractitionerId>,
     /// With this patient.
     pub patient_id: Option<PatientId>,
+    /// Any of these ids (empty: any).
+    pub ids: Vec<AppointmentId>,
+    /// In any of these states (empty: any).
+    pub statuses: Vec<AppointmentStatus>,
+    /// Only visits that have started (FHIR Encounters).
+    pub started_only: bool,
+    /// Only what this clinician may read: their own appointments and those
+    /// of patients related to them.
+    pub visible_to: Option<PractitionerId>,
 }
 
 /// Appointments matching `filter`, by start time (at most 1000).
@@ -151,23 +166,161 @@ pub struct AppointmentFilter {
 /// # Errors
 /// Fails when the database does.
 pub async fn list(db: &PgPool, filter: &AppointmentFilter) -> crate::Result<Vec<Appointment>> {
-    Ok(
-        sqlx::query_as::<_, Appointment>(sqlx::AssertSqlSafe(format!(
-            "{SELECT}
-         WHERE ($1::timestamptz IS NULL OR a.starts_at >= $1)
-           AND ($2::timestamptz IS NULL OR a.starts_at < $2)
-           AND ($3::uuid IS NULL OR a.practitioner_id = $3)
-           AND ($4::uuid IS NULL OR a.patient_id = $4)
-         ORDER BY a.starts_at, a.id
-         LIMIT 1000"
-        )))
-        .bind(filter.from)
-        .bind(filter.to)
-        .bind(filter.practitioner_id)
-        .bind(filter.patient_id)
-        .fetch_all(db)
-        .await?,
+    Ok(page(db, filter, 0, 1000).await?.0)
+}
+
+/// A page of the appointments matching `filter` by start time: `limit` of
+/// them after skipping `offset`, and how many match in all.
+///
+/// # Errors
+/// Fails when the database does.
+pub async fn page(
+    db: &PgPool,
+    filter: &AppointmentFilter,
+    offset: i64,
+    limit: i64,
+) -> crate::Result<(Vec<Appointment>, i64)> {
+    let ids: Vec<uuid::Uuid> = filter.ids.iter().map(|id| id.0).collect();
+    let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+    let rows: Vec<(i64, Option<uuid::Uuid>)> = sqlx::query_as(
+        "WITH matching AS (
+             SELECT a.id, a.starts_at FROM appointments a
+             WHERE ($1::timestamptz IS NULL OR a.starts_at >= $1)
+               AND ($2::timestamptz IS NULL OR a.starts_at < $2)
+               AND ($3::uuid IS NULL OR a.practitioner_id = $3)
+               AND ($4::uuid IS NULL OR a.patient_id = $4)
+               AND (cardinality($5::uuid[]) = 0 OR a.id = ANY($5))
+               AND (cardinality($6::text[]) = 0 OR a.status = ANY($6))
+               AND (NOT $7 OR a.started_at IS NOT NULL)
+               AND ($8::uuid IS NULL OR a.practitioner_id = $8
+                    OR EXISTS (SELECT 1 FROM care_relationships c
+                               WHERE c.patient_id = a.patient_id AND c.practitioner_id = $8))
+         )
+         SELECT (SELECT count(*) FROM matching), page.id
+         FROM (SELECT 1) one
+         LEFT JOIN LATERAL (SELECT id FROM matching ORDER BY starts_at, id OFFSET $9 LIMIT $10) page ON true",
     )
+    .bind(filter.from)
+    .bind(filter.to)
+    .bind(filter.practitioner_id)
+    .bind(filter.patient_id)
+    .bind(&ids)
+    .bind(&statuses)
+    .bind(filter.started_only)
+    .bind(filter.visible_to)
+    .bind(offset.max(0))
+    .bind(limit.clamp(0, 1000))
+    .fetch_all(db)
+    .await?;
+    let total = rows.first().map_or(0, |(total, _)| *total);
+    let order: Vec<uuid::Uuid> = rows.into_iter().filter_map(|(_, id)| id).collect();
+    let mut found = sqlx::query_as::<_, Appointment>(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE a.id = ANY($1)"
+    )))
+    .bind(&order)
+    .fetch_all(db)
+    .await?;
+    found.sort_by_key(|a| order.iter().position(|id| *id == a.id.0));
+    Ok((found, total))
+}
+
+/// What a client may change about a booked appointment in one update.
+#[derive(Debug, Clone)]
+pub struct Amendment {
+    /// New start.
+    pub starts_at: DateTime<Utc>,
+    /// New length.
+    pub length: VisitLength,
+    /// Video or in person.
+    pub kind: AppointmentKind,
+    /// Reason.
+    pub reason: BoundedText,
+    /// The status to move to (the current one for a plain reschedule).
+    pub status: AppointmentStatus,
+}
+
+/// Changes an appointment as a whole, the way a FHIR update does: if it is
+/// still at `if_version`, reschedules it (only while booked; the
+/// no-double-booking constraint still holds) and moves its status along the
+/// lifecycle. Either everything changes or nothing does.
+///
+/// # Errors
+/// [`crate::RecordsError::VersionConflict`], [`crate::RecordsError::NotFound`],
+/// [`crate::RecordsError::Overlap`], [`crate::RecordsError::Transition`]
+/// (including a reschedule of an appointment that is no longer booked).
+pub async fn amend(
+    db: &PgPool,
+    id: AppointmentId,
+    if_version: i64,
+    amendment: &Amendment,
+    now: DateTime<Utc>,
+    no_show_grace: Duration,
+) -> crate::Result<Appointment> {
+    let mut tx = db.begin().await?;
+    type Current = (
+        AppointmentStatus,
+        DateTime<Utc>,
+        DateTime<Utc>,
+        AppointmentKind,
+        String,
+        i64,
+    );
+    let row: Option<Current> = sqlx::query_as(
+        "SELECT status, starts_at, ends_at, kind, reason, version FROM appointments WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (status, starts_at, ends_at, kind, reason, version) =
+        row.ok_or(crate::RecordsError::NotFound("appointment"))?;
+    if version != if_version {
+        return Err(crate::RecordsError::VersionConflict {
+            what: "appointment",
+            expected: if_version,
+            current: version,
+        });
+    }
+    let new_end = amendment.starts_at + amendment.length.duration();
+    let rescheduled = (starts_at, ends_at, kind, reason.as_str())
+        != (
+            amendment.starts_at,
+            new_end,
+            amendment.kind,
+            amendment.reason.as_str(),
+        );
+    if rescheduled {
+        if status != AppointmentStatus::Booked {
+            return Err(crate::RecordsError::Transition(
+                appointment::TransitionError::NotBooked(status),
+            ));
+        }
+        sqlx::query(
+            "UPDATE appointments SET starts_at = $2, ends_at = $3, kind = $4, reason = $5, updated_at = $6
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(amendment.starts_at)
+        .bind(new_end)
+        .bind(amendment.kind)
+        .bind(amendment.reason.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if amendment.status != status {
+        let next = appointment::transition(
+            status,
+            amendment.status,
+            TransitionContext {
+                starts_at: amendment.starts_at,
+                now,
+                no_show_grace,
+            },
+        )?;
+        apply_transition(&mut tx, id, next, now).await?;
+    }
+    tx.commit().await?;
+    get(db, id).await
 }
 
 /// Moves an appointment to `to`, if its lifecycle allows it now.
@@ -198,6 +351,19 @@ pub async fn transition(
             no_show_grace,
         },
     )?;
+    apply_transition(&mut tx, id, next, now).await?;
+    tx.commit().await?;
+    get(db, id).await
+}
+
+/// Writes a decided transition: the status, its timestamp, and for a final
+/// state the end of the appointment's join links.
+async fn apply_transition(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    id: AppointmentId,
+    next: AppointmentStatus,
+    now: DateTime<Utc>,
+) -> crate::Result<()> {
     sqlx::query(
         "UPDATE appointments SET status = $2, updated_at = $3,
             arrived_at = CASE WHEN $2 = 'arrived' THEN $3 ELSE arrived_at END,
@@ -208,7 +374,7 @@ pub async fn transition(
     .bind(id)
     .bind(next)
     .bind(now)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     if next.is_final() {
         // A visit that is over, cancelled or missed can no longer be joined,
@@ -218,11 +384,10 @@ pub async fn transition(
         )
         .bind(id)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     }
-    tx.commit().await?;
-    get(db, id).await
+    Ok(())
 }
 
 /// Marks every still-booked appointment whose grace period has run out as

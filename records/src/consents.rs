@@ -66,6 +66,20 @@ pub async fn for_patient(db: &PgPool, patient: PatientId) -> crate::Result<Vec<C
     .await?)
 }
 
+/// One consent.
+///
+/// # Errors
+/// Fails when the database does.
+pub async fn get(db: &PgPool, id: ConsentId) -> crate::Result<Option<Consent>> {
+    Ok(sqlx::query_as::<_, Consent>(
+        "SELECT id, patient_id, kind, text_version, accepted_at, recorded_by_role
+         FROM consents WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?)
+}
+
 /// Whether the patient has accepted this version of the text.
 ///
 /// # Errors

@@ -31,6 +31,17 @@ pub enum RecordsError {
         /// The input field that carried it.
         field: &'static str,
     },
+    /// The record changed since the version the caller based its change
+    /// on (FHIR `If-Match`): re-read it and try again.
+    #[error("{what} has changed since version {expected}; it is now at version {current}")]
+    VersionConflict {
+        /// Which record.
+        what: &'static str,
+        /// The version the caller expected.
+        expected: i64,
+        /// The record's version now.
+        current: i64,
+    },
     /// The database failed or refused for a reason not listed above.
     #[error("database error")]
     Database(#[source] sqlx::Error),

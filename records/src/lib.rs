@@ -13,6 +13,9 @@
 //! - Stores over a `PgPool`, one module per concept: [`users`], [`patients`],
 //!   [`practitioners`], [`care`], [`devices`], [`appointments`],
 //!   [`join_links`], [`guest_links`], [`notes`], [`consents`], [`audit`], [`auth_state`].
+//! - [`fhir`]: the HL7 FHIR R4 view of these records and of the vitals —
+//!   pure mapping from rows to resources, search-parameter parsing, Bundles
+//!   and the CapabilityStatement. The HTTP routes live in the signaling crate.
 //!
 //! ## Invariants (enforced by the database, not only by this code)
 //! - A clinician is never double-booked: an exclusion constraint over
@@ -37,6 +40,7 @@ pub mod consents;
 pub mod devices;
 pub mod domain;
 mod error;
+pub mod fhir;
 pub mod guest_links;
 pub mod ids;
 pub mod join_links;

@@ -30,6 +30,10 @@ pub struct Patient {
     pub phone: Option<String>,
     /// Created.
     pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Bumped by every change (FHIR `meta.versionId`, the ETag).
+    pub version: i64,
 }
 
 impl std::fmt::Debug for Patient {
@@ -59,7 +63,7 @@ pub struct PatientDetails {
     pub phone: Option<BoundedText>,
 }
 
-const COLUMNS: &str = "id, mrn, given_name, family_name, birth_date, sex, email, phone, created_at";
+const COLUMNS: &str = "id, mrn, given_name, family_name, birth_date, sex, email, phone, created_at, updated_at, version";
 
 /// Registers a patient.
 ///
@@ -82,19 +86,22 @@ pub async fn create(db: &PgPool, details: &PatientDetails) -> crate::Result<Pati
     .await?)
 }
 
-/// Replaces a patient's details.
+/// Replaces a patient's details. With `if_version`, only when the patient
+/// is still at that version (optimistic locking for FHIR's `If-Match`).
 ///
 /// # Errors
-/// [`crate::RecordsError::NotFound`] or [`crate::RecordsError::Duplicate`] (MRN).
+/// [`crate::RecordsError::NotFound`], [`crate::RecordsError::Duplicate`]
+/// (MRN) or [`crate::RecordsError::VersionConflict`].
 pub async fn update(
     db: &PgPool,
     id: PatientId,
     details: &PatientDetails,
+    if_version: Option<i64>,
 ) -> crate::Result<Patient> {
-    sqlx::query_as::<_, Patient>(sqlx::AssertSqlSafe(format!(
+    let updated = sqlx::query_as::<_, Patient>(sqlx::AssertSqlSafe(format!(
         "UPDATE patients SET mrn = $2, given_name = $3, family_name = $4, birth_date = $5, sex = $6,
-                email = $7, phone = $8, updated_at = now()
-         WHERE id = $1 RETURNING {COLUMNS}"
+                email = $7, phone = $8
+         WHERE id = $1 AND ($9::bigint IS NULL OR version = $9) RETURNING {COLUMNS}"
     )))
     .bind(id)
     .bind(details.mrn.as_str())
@@ -104,9 +111,18 @@ pub async fn update(
     .bind(details.sex)
     .bind(details.email.as_ref().map(Email::as_str))
     .bind(details.phone.as_ref().map(BoundedText::as_str))
+    .bind(if_version)
     .fetch_optional(db)
-    .await?
-    .ok_or(crate::RecordsError::NotFound("patient"))
+    .await?;
+    match (updated, if_version) {
+        (Some(patient), _) => Ok(patient),
+        (None, Some(expected)) => Err(crate::RecordsError::VersionConflict {
+            what: "patient",
+            expected,
+            current: get(db, id).await?.version,
+        }),
+        (None, None) => Err(crate::RecordsError::NotFound("patient")),
+    }
 }
 
 /// One patient.
@@ -171,4 +187,134 @@ pub async fn search(
     .bind(limit.clamp(1, 500))
     .fetch_all(db)
     .await?)
+}
+
+/// What a FHIR Patient search asks for; all optional, combined with AND.
+#[derive(Debug, Clone, Default)]
+pub struct PatientCriteria {
+    /// Any of these ids.
+    pub ids: Vec<PatientId>,
+    /// Any of these MRNs (exact).
+    pub mrns: Vec<String>,
+    /// Each entry must match the start of the given or family name
+    /// (case-insensitive), or the whole of one with `exact`.
+    pub names: Vec<String>,
+    /// Start of the family name.
+    pub family: Vec<String>,
+    /// Start of the given name.
+    pub given: Vec<String>,
+    /// How the name texts match.
+    pub name_match: NameMatch,
+    /// Born on or after.
+    pub born_from: Option<NaiveDate>,
+    /// Born before.
+    pub born_before: Option<NaiveDate>,
+    /// Any of these sexes.
+    pub sexes: Vec<Sex>,
+    /// Only this clinician's patients (care team or appointment).
+    pub visible_to: Option<PractitionerId>,
+}
+
+/// How a name text matches a name (FHIR string search and its modifiers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NameMatch {
+    /// The start of the name, ignoring case (FHIR's default).
+    #[default]
+    Prefix,
+    /// The whole name, case and all (`:exact`).
+    Exact,
+    /// Anywhere in the name, ignoring case (`:contains`).
+    Contains,
+}
+
+impl NameMatch {
+    /// The `LIKE` operator and pattern for `text`.
+    fn pattern(self, text: &str) -> String {
+        let escaped = text
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        match self {
+            NameMatch::Prefix => format!("{escaped}%"),
+            NameMatch::Exact => escaped,
+            NameMatch::Contains => format!("%{escaped}%"),
+        }
+    }
+    fn operator(self) -> &'static str {
+        if self == NameMatch::Exact {
+            "LIKE"
+        } else {
+            "ILIKE"
+        }
+    }
+}
+
+/// The patients matching `criteria`, by family name, given name and id;
+/// `limit` of them after skipping `offset`, and how many match in all.
+///
+/// # Errors
+/// Fails when the database does.
+pub async fn find(
+    db: &PgPool,
+    criteria: &PatientCriteria,
+    offset: i64,
+    limit: i64,
+) -> crate::Result<(Vec<Patient>, i64)> {
+    let pattern = |texts: &[String]| -> Vec<String> {
+        texts
+            .iter()
+            .map(|t| criteria.name_match.pattern(t))
+            .collect()
+    };
+    let like = criteria.name_match.operator();
+    let ids: Vec<uuid::Uuid> = criteria.ids.iter().map(|id| id.0).collect();
+    let sexes: Vec<&str> = criteria.sexes.iter().map(|s| s.as_str()).collect();
+    let rows: Vec<(i64, Option<uuid::Uuid>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH matching AS (
+             SELECT p.id, p.family_name, p.given_name FROM patients p
+             WHERE (cardinality($1::uuid[]) = 0 OR p.id = ANY($1))
+               AND (cardinality($2::text[]) = 0 OR p.mrn = ANY($2))
+               AND NOT EXISTS (SELECT 1 FROM unnest($3::text[]) n(pattern)
+                               WHERE NOT (p.given_name {like} n.pattern OR p.family_name {like} n.pattern
+                                          OR EXISTS (SELECT 1 FROM regexp_split_to_table(p.given_name, '\\s+') part
+                                                     WHERE part {like} n.pattern)))
+               AND NOT EXISTS (SELECT 1 FROM unnest($4::text[]) n(pattern) WHERE NOT p.family_name {like} n.pattern)
+               AND NOT EXISTS (SELECT 1 FROM unnest($5::text[]) n(pattern)
+                               WHERE NOT EXISTS (SELECT 1 FROM regexp_split_to_table(p.given_name, '\\s+') part
+                                                 WHERE part {like} n.pattern))
+               AND ($6::date IS NULL OR p.birth_date >= $6)
+               AND ($7::date IS NULL OR p.birth_date < $7)
+               AND (cardinality($8::text[]) = 0 OR p.sex::text = ANY($8))
+               AND ($9::uuid IS NULL
+                    OR EXISTS (SELECT 1 FROM care_relationships c WHERE c.patient_id = p.id AND c.practitioner_id = $9)
+                    OR EXISTS (SELECT 1 FROM appointments a WHERE a.patient_id = p.id AND a.practitioner_id = $9))
+         )
+         SELECT (SELECT count(*) FROM matching), page.id
+         FROM (SELECT 1) one
+         LEFT JOIN LATERAL (SELECT id FROM matching ORDER BY family_name, given_name, id
+                            OFFSET $10 LIMIT $11) page ON true"
+    )))
+    .bind(&ids)
+    .bind(&criteria.mrns)
+    .bind(pattern(&criteria.names))
+    .bind(pattern(&criteria.family))
+    .bind(pattern(&criteria.given))
+    .bind(criteria.born_from)
+    .bind(criteria.born_before)
+    .bind(&sexes)
+    .bind(criteria.visible_to)
+    .bind(offset.max(0))
+    .bind(limit.clamp(0, 1000))
+    .fetch_all(db)
+    .await?;
+    let total = rows.first().map_or(0, |(total, _)| *total);
+    let page: Vec<uuid::Uuid> = rows.into_iter().filter_map(|(_, id)| id).collect();
+    let mut patients = sqlx::query_as::<_, Patient>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM patients WHERE id = ANY($1)"
+    )))
+    .bind(&page)
+    .fetch_all(db)
+    .await?;
+    patients.sort_by_key(|p| page.iter().position(|id| *id == p.id.0));
+    Ok((patients, total))
 }

@@ -338,6 +338,10 @@ pub struct ClinicConfig {
     pub name: String,
     /// IANA time zone: days and times on pages are in it; storage is UTC.
     pub time_zone: String,
+    /// The identifier system of the clinic's medical record numbers in
+    /// FHIR (`Patient.identifier.system`); empty means
+    /// `{public_base_url}/fhir/sid/mrn`.
+    pub mrn_system: String,
 }
 
 impl Default for ClinicConfig {
@@ -345,6 +349,7 @@ impl Default for ClinicConfig {
         Self {
             name: "Bedside Clinic".into(),
             time_zone: "Europe/Berlin".into(),
+            mrn_system: String::new(),
         }
     }
 }
@@ -716,6 +721,9 @@ impl Config {
         use std::time::Duration;
         let mut s = bedside_signaling::Settings::for_local(self.public_base_url.clone());
         s.clinic_name = self.clinic.name.clone();
+        if !self.clinic.mrn_system.is_empty() {
+            s.mrn_system = self.clinic.mrn_system.clone();
+        }
         s.time_zone = self.time_zone()?;
         s.token_issuer = self.auth.issuer.clone();
         s.token_audience = self.auth.audience.clone();

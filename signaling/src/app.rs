@@ -22,6 +22,8 @@ pub struct Settings {
     pub public_base_url: String,
     /// Clinic name shown on pages.
     pub clinic_name: String,
+    /// `Patient.identifier.system` of the clinic's MRNs in FHIR.
+    pub mrn_system: String,
     /// The clinic's time zone: appointment days and local times use it.
     pub time_zone: Tz,
     /// Issuer and audience written into and required of every token.
@@ -69,8 +71,10 @@ impl Settings {
     /// Settings fit for tests and local development: everything at its
     /// documented default, `public_base_url` as given.
     pub fn for_local(public_base_url: impl Into<String>) -> Self {
+        let public_base_url: String = public_base_url.into();
         Self {
-            public_base_url: public_base_url.into(),
+            mrn_system: format!("{}/fhir/sid/mrn", public_base_url.trim_end_matches('/')),
+            public_base_url,
             clinic_name: "Bedside Clinic".into(),
             time_zone: chrono_tz::Europe::Berlin,
             token_issuer: "bedside".into(),
@@ -238,6 +242,10 @@ pub fn router(state: AppState) -> Router {
     let app = Router::new()
         .merge(crate::routes::system::router())
         .nest("/api/v1", api)
+        .nest(
+            "/fhir",
+            crate::fhir::router().layer(DefaultBodyLimit::max(state.settings().max_body_bytes)),
+        )
         .route("/ws", axum::routing::get(crate::feed::upgrade))
         .merge(crate::web::router(state.settings().web_root.as_deref()));
     layers::apply(app, state.clone()).with_state(state)

@@ -159,6 +159,11 @@ impl From<RecordsError> for ApiError {
                 format!("{what} already exists"),
             )
             .with_field(field),
+            RecordsError::VersionConflict { .. } => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "version_conflict",
+                error.to_string(),
+            ),
             RecordsError::Database(ref cause) => {
                 if is_unavailable(cause) {
                     tracing::error!(error = %ErrorChain(&error), "database unavailable");
@@ -171,6 +176,15 @@ impl From<RecordsError> for ApiError {
                     ApiError::internal(&error)
                 }
             }
+        }
+    }
+}
+
+impl From<bedside_vitals_store::StoreError> for ApiError {
+    fn from(error: bedside_vitals_store::StoreError) -> Self {
+        match error {
+            bedside_vitals_store::StoreError::Database(e) => RecordsError::Database(e).into(),
+            other => ApiError::internal(&other),
         }
     }
 }
@@ -219,7 +233,9 @@ pub async fn render(request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-")
         .to_owned();
-    let is_api = request.uri().path().starts_with("/api/");
+    let path = request.uri().path();
+    let is_fhir = path == "/fhir" || path.starts_with("/fhir/");
+    let is_api = path.starts_with("/api/") || is_fhir;
     let response = next.run(request).await;
     let status = response.status();
     let pending = response.extensions().get::<Pending>().cloned();
@@ -236,6 +252,9 @@ pub async fn render(request: Request, next: Next) -> Response {
     let (mut parts, _) = response.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.extensions.remove::<Pending>();
+    if is_fhir {
+        return operation_outcome(parts, &pending, &request_id);
+    }
     let body = ErrorBody {
         code: pending.code.to_owned(),
         message: pending.message,
@@ -252,12 +271,75 @@ pub async fn render(request: Request, next: Next) -> Response {
     rendered
 }
 
+/// The FHIR API's error shape: an OperationOutcome whose issue code is
+/// FHIR's IssueType for our stable code, the request id as a second,
+/// informational issue.
+fn operation_outcome(
+    parts: axum::http::response::Parts,
+    pending: &Pending,
+    request_id: &str,
+) -> Response {
+    let issue_type = match pending.code {
+        "not_found" => "not-found",
+        "unauthenticated" => "login",
+        "forbidden" | "insufficient_scope" => "forbidden",
+        "validation_failed" | "invalid_resource" => "invariant",
+        "invalid_search" | "malformed_json" | "invalid_if_match" | "bad_request" => "invalid",
+        "version_conflict"
+        | "if_match_required"
+        | "appointment_overlap"
+        | "invalid_transition"
+        | "conflict" => "conflict",
+        "duplicate" => "duplicate",
+        "rate_limited" => "throttled",
+        "payload_too_large" => "too-long",
+        "method_not_allowed" | "unsupported_media_type" | "not_acceptable" => "not-supported",
+        "timeout" => "timeout",
+        "unavailable" => "transient",
+        "internal" => "exception",
+        _ => "processing",
+    };
+    let severity = if parts.status.is_server_error() {
+        "fatal"
+    } else {
+        "error"
+    };
+    let mut outcome = bedside_records::fhir::bundle::operation_outcome(
+        severity,
+        issue_type,
+        &pending.message,
+        pending.field.as_deref(),
+    );
+    // Bedside's stable code, for clients that branch on it.
+    outcome["issue"][0]["details"] = serde_json::json!({ "text": pending.code });
+    if let Some(issues) = outcome["issue"].as_array_mut() {
+        issues.push(serde_json::json!({
+            "severity": "information",
+            "code": "informational",
+            "diagnostics": format!("request id {request_id}")
+        }));
+    }
+    let mut rendered = (parts.status, Json(outcome)).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE {
+            rendered.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    rendered.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/fhir+json; charset=utf-8"),
+    );
+    rendered
+}
+
 fn is_json(response: &Response) -> bool {
     response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"))
+        .is_some_and(|v| {
+            v.starts_with("application/json") || v.starts_with("application/fhir+json")
+        })
 }
 
 fn generic(status: StatusCode) -> Pending {

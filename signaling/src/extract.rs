@@ -216,8 +216,24 @@ impl RequestMeta {
             request_id,
             client_addr,
             route: format!("{} {}", parts.method, template),
-            path: parts.uri.path().chars().take(512).collect(),
+            // Nested routers (`/fhir`) see their path without the prefix;
+            // the audit row wants the path the client asked for.
+            path: parts
+                .extensions
+                .get::<axum::extract::OriginalUri>()
+                .map_or(&parts.uri, |original| &original.0)
+                .path()
+                .chars()
+                .take(512)
+                .collect(),
         }
+    }
+
+    /// Whether the request is for the FHIR API (the only place a token
+    /// with SMART scopes reaches).
+    pub fn is_fhir(&self) -> bool {
+        let template = self.route.split_once(' ').map_or("", |(_, t)| t);
+        template == "/fhir" || template.starts_with("/fhir/")
     }
 }
 

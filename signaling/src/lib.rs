@@ -16,6 +16,8 @@
 //! - [`auth`]: password hashing, tokens, TOTP, and the [`auth::Caller`] extractor.
 //! - [`policy`]: who may do what, and the audit row each decision writes.
 //! - `routes/`: one module per resource.
+//! - `fhir`: the HL7 FHIR R4 API under `/fhir` (resources from
+//!   `bedside_records::fhir`, access through the same policy and audit).
 //! - [`feed`]: the `/ws` socket: live vitals feed and video-visit signaling.
 //! - [`visits`]: the video-visit rooms (waiting room, admission, grace).
 //! - [`ice`]: the STUN/TURN servers and short-lived TURN credentials browsers get.
@@ -34,6 +36,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod feed;
+mod fhir;
 pub mod ice;
 mod layers;
 pub mod live;

@@ -68,7 +68,7 @@ pub enum Access<'a> {
 
 impl Access<'_> {
     /// The patient an access concerns, for the audit row.
-    fn patient(&self) -> Option<PatientId> {
+    pub(crate) fn patient(&self) -> Option<PatientId> {
         match self {
             Access::Patient(p) | Access::Clinical(p) | Access::AdminFor(p) => Some(*p),
             Access::Appointment(a) | Access::ManageAppointment(a) => Some(a.patient_id),
@@ -253,7 +253,11 @@ impl Ctx {
     /// # Errors
     /// 401 without a valid identity.
     pub fn caller(&self) -> Result<Caller, ApiError> {
-        self.identity.0.map_err(|_| ApiError::unauthenticated())
+        let caller = self.identity.0.map_err(|_| ApiError::unauthenticated())?;
+        if caller.is_scoped() && !self.meta.is_fhir() {
+            return Err(ApiError::forbidden());
+        }
+        Ok(caller)
     }
 
     async fn decide_or_deny(
@@ -270,18 +274,32 @@ impl Ctx {
                 return Err(ApiError::unauthenticated());
             }
         };
-        if decide(state, &caller, access).await? {
-            Ok(caller)
+        // A token minted for a FHIR client reaches only the FHIR API, whose
+        // handlers check its scopes before asking here.
+        let refusal = if caller.is_scoped() && !self.meta.is_fhir() {
+            Some(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                "a token with SMART scopes reaches only the FHIR API under /fhir",
+            ))
+        } else if decide(state, &caller, access).await? {
+            None
         } else {
-            self.audit(
-                state,
-                Some(&caller),
-                access.patient(),
-                action,
-                Outcome::Denied,
-            )
-            .await?;
-            Err(ApiError::forbidden())
+            Some(ApiError::forbidden())
+        };
+        match refusal {
+            None => Ok(caller),
+            Some(refusal) => {
+                self.audit(
+                    state,
+                    Some(&caller),
+                    access.patient(),
+                    action,
+                    Outcome::Denied,
+                )
+                .await?;
+                Err(refusal)
+            }
         }
     }
 

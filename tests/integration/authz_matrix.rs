@@ -78,6 +78,7 @@ fn matrix() -> Vec<Route> {
     let visits: &'static [Who] = &[PatientA, PatientB];
     vec![
         route(Method::GET, "/api/v1/me", staff, false),
+        route(Method::POST, "/api/v1/auth/fhir-token", staff, false),
         route(Method::POST, "/api/v1/auth/totp/enroll", staff, false),
         route(Method::POST, "/api/v1/auth/totp/confirm", staff, false),
         route(Method::GET, "/api/v1/visit", visits, true),
@@ -299,6 +300,7 @@ fn probe(route: &Route, w: &World) -> (String, Option<Value>) {
     let body = match (route.method.as_str(), route.template) {
         ("POST", "/api/v1/auth/totp/confirm") => Some(json!({"code": "000000"})),
         ("POST", "/api/v1/visit/consent") => Some(json!({"consent_version": "2026-01"})),
+        ("POST", "/api/v1/auth/fhir-token") => Some(json!({"scope": "user/*.read"})),
         ("PATCH", "/api/v1/users/{id}") => Some(json!({"name": "Dr. Renamed"})),
         ("POST", "/api/v1/me/password") => Some(
             json!({"current_password": bedside_test_support::world::PASSWORD, "new_password": "another long password"}),

@@ -7,6 +7,7 @@ mod appointments;
 mod auth_flows;
 mod authz_matrix;
 mod bad_input;
+mod fhir;
 mod gateway;
 mod http_basics;
 mod live_feed;

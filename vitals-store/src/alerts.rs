@@ -243,6 +243,20 @@ pub async fn live_for_patients(db: &PgPool, patients: &[Uuid]) -> crate::Result<
     .await?)
 }
 
+/// A patient's alerts, live and resolved, newest first, at most `limit`.
+///
+/// # Errors
+/// When the database fails.
+pub async fn for_patient(db: &PgPool, patient: Uuid, limit: i64) -> crate::Result<Vec<Alert>> {
+    Ok(sqlx::query_as::<_, Alert>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM alerts WHERE patient_id = $1 ORDER BY opened_at DESC, id LIMIT $2"
+    )))
+    .bind(patient)
+    .bind(limit.clamp(1, 1000))
+    .fetch_all(db)
+    .await?)
+}
+
 /// One alert.
 ///
 /// # Errors

@@ -20,6 +20,8 @@
 //! - [`metric`]: metrics, LOINC codes, canonical units, conversions (pure).
 //! - [`store`]: batch insert and rejected messages.
 //! - [`queries`]: latest values, raw ranges, bucketed views.
+//! - [`observations`]: keyset-paged search, read by key and last-n, for
+//!   the FHIR API.
 //! - [`partitions`]: backend detection, partitions ahead, retention.
 //! - [`changes`]: notices that tell in-memory copies what to forget.
 //!
@@ -29,6 +31,7 @@ pub mod alerts;
 pub mod changes;
 pub mod liveness;
 pub mod metric;
+pub mod observations;
 pub mod partitions;
 pub mod queries;
 pub mod store;

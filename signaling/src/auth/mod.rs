@@ -10,6 +10,7 @@
 //!   its session was not revoked since.
 
 pub mod password;
+pub mod scopes;
 pub mod tokens;
 pub mod totp;
 
@@ -37,6 +38,9 @@ pub enum Caller {
         practitioner: Option<PractitionerId>,
         /// Session (refresh-token family).
         session: Uuid,
+        /// For a token minted for a FHIR client: its scopes, which narrow
+        /// what the staff member may do (and keep it to `/fhir`).
+        grant: Option<scopes::Grant>,
     },
     /// A patient in a visit session: one appointment, nothing else.
     Patient {
@@ -65,6 +69,11 @@ impl Caller {
             Caller::Patient { .. } => "patient",
             Caller::Guest { .. } => "guest",
         }
+    }
+    /// Whether this is a token minted for a FHIR client, which reaches
+    /// only `/fhir` (not the REST API, not the live feed).
+    pub fn is_scoped(&self) -> bool {
+        matches!(self, Caller::Staff { grant: Some(_), .. })
     }
     /// The staff account, if any.
     pub fn user(&self) -> Option<UserId> {
@@ -123,11 +132,24 @@ pub async fn identify(state: &AppState, token: &str) -> Result<Identity, ApiErro
             if !bedside_records::auth_state::session_is_live(state.db(), session).await? {
                 return Ok(Identity(Err(AuthFailure::Revoked)));
             }
+            let grant = match claims.scope.as_deref() {
+                None => None,
+                Some(scope) => match scopes::Grant::parse(scope) {
+                    Ok(grant) => Some(grant.for_patient(claims.patient.map(PatientId))),
+                    Err(_) => return Ok(Identity(Err(AuthFailure::Invalid))),
+                },
+            };
+            if grant.is_some_and(|g| {
+                (g.context == scopes::ScopeContext::Patient) != g.patient.is_some()
+            }) {
+                return Ok(Identity(Err(AuthFailure::Invalid)));
+            }
             Caller::Staff {
                 user: UserId(claims.sub),
                 role,
                 practitioner: claims.prc,
                 session,
+                grant,
             }
         }
         TokenKind::Visit => {

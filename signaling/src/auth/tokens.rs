@@ -70,6 +70,13 @@ pub struct Claims {
     /// The one appointment a visit token reaches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apt: Option<AppointmentId>,
+    /// SMART-style scopes (`user/*.read`, ...) of an access token minted for
+    /// a FHIR client; such a token reaches only `/fhir`, and only that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The patient a `patient/` scope is bound to (SMART's launch context).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<Uuid>,
 }
 
 /// Why a token was refused (not shown to clients, who get a plain 401).
@@ -131,6 +138,8 @@ impl TokenKeys {
             role: None,
             prc: None,
             apt: None,
+            scope: None,
+            patient: None,
         }
     }
 

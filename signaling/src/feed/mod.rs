@@ -432,7 +432,8 @@ impl Feed {
             }
         };
         let caller = match identify(&self.state, &token).await {
-            Ok(identity) => identity.0.ok(),
+            // A FHIR client's scoped token is no way into the live feed.
+            Ok(identity) => identity.0.ok().filter(|c| !c.is_scoped()),
             Err(_) => None,
         };
         let Some(caller) = caller else {

@@ -157,6 +157,7 @@ pub(crate) async fn list(
         to: Some(to),
         practitioner_id: practitioner,
         patient_id: patient,
+        ..Default::default()
     };
     let list = appointments::list(state.db(), &filter).await?;
     let patients: Vec<PatientId> = list.iter().map(|a| a.patient_id).collect();

@@ -462,3 +462,104 @@ pub(crate) async fn totp_confirm(
     })
     .into_response())
 }
+
+/// What a FHIR client is to be allowed.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct FhirTokenRequest {
+    /// SMART scopes, space-separated: `user/*.read`, `patient/Observation.read`,
+    /// `system/*.read` (admins only), `.write` or SMART v2 letters.
+    scope: String,
+    /// The patient a `patient/` scope is bound to.
+    #[schema(format = Uuid)]
+    patient: Option<String>,
+    /// Lifetime in seconds (at most the access-token lifetime).
+    expires_in: Option<u64>,
+}
+
+/// A token for a FHIR client, as a SMART token response.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct FhirTokenResponse {
+    /// Bearer token for `/fhir` (and nothing else).
+    access_token: String,
+    /// Always `Bearer`.
+    token_type: &'static str,
+    /// Seconds until it expires.
+    expires_in: u64,
+    /// The scopes granted, normalised.
+    scope: String,
+    /// The patient of a `patient/` grant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patient: Option<String>,
+}
+
+/// Mints a token with SMART scopes for a FHIR client acting for the
+/// signed-in staff member. Scopes only narrow what the member may do
+/// anyway; the token reaches `/fhir` only and ends with the member's
+/// session.
+#[utoipa::path(post, path = "/api/v1/auth/fhir-token", tag = "auth", security(("bearer" = [])), request_body = FhirTokenRequest, responses(
+    (status = 200, body = FhirTokenResponse), (status = 403, body = crate::error::ErrorBody),
+    (status = 422, body = crate::error::ErrorBody, description = "`validation_failed` naming `scope` or `patient`")))]
+pub(crate) async fn fhir_token(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    ApiJson(body): ApiJson<FhirTokenRequest>,
+) -> Result<Json<FhirTokenResponse>, ApiError> {
+    use crate::auth::scopes::{Grant, ScopeContext};
+    let grant = Grant::parse(&body.scope).map_err(|e| ApiError::invalid("scope", e.to_string()))?;
+    let patient = match (grant.context, body.patient.as_deref()) {
+        (ScopeContext::Patient, Some(raw)) => Some(
+            uuid::Uuid::try_parse(raw.trim())
+                .map(bedside_records::ids::PatientId)
+                .map_err(|_| ApiError::invalid("patient", "patient: must be a patient id"))?,
+        ),
+        (ScopeContext::Patient, None) => {
+            return Err(ApiError::invalid(
+                "patient",
+                "patient: patient/ scopes need the patient they are for",
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(ApiError::invalid(
+                "patient",
+                "patient: only patient/ scopes are bound to a patient",
+            ));
+        }
+        (_, None) => None,
+    };
+    let access = match (grant.context, patient) {
+        (ScopeContext::System, _) => Access::Admin,
+        (_, Some(patient)) => Access::Patient(patient),
+        _ => Access::AnyStaff,
+    };
+    let caller = ctx.allow(&state, access, "fhir_token.issue").await?;
+    let Caller::Staff {
+        user,
+        role,
+        practitioner,
+        session,
+        grant: None,
+    } = caller
+    else {
+        // Patients, guests and scoped tokens cannot mint tokens.
+        return Err(ApiError::forbidden());
+    };
+    let max = state.settings().access_ttl;
+    let ttl = body.expires_in.map_or(max, |secs| {
+        Duration::from_secs(secs.clamp(60, max.as_secs()))
+    });
+    let keys = state.keys();
+    let mut claims = keys.claims(TokenKind::Access, user.0, ttl);
+    claims.sid = Some(session);
+    claims.role = Some(role);
+    claims.prc = practitioner;
+    claims.scope = Some(grant.to_scope_string());
+    claims.patient = patient.map(|p| p.0);
+    tracing::info!(user = %user, context = grant.context.as_str(), "FHIR token issued");
+    Ok(Json(FhirTokenResponse {
+        access_token: keys.sign(&claims),
+        token_type: "Bearer",
+        expires_in: ttl.as_secs(),
+        scope: grant.to_scope_string(),
+        patient: patient.map(|p| p.to_string()),
+    }))
+}

@@ -27,6 +27,7 @@ pub(crate) fn api_router() -> Router<AppState> {
         .route("/auth/login/totp", post(auth::login_totp))
         .route("/auth/refresh", post(auth::refresh))
         .route("/auth/logout", post(auth::logout))
+        .route("/auth/fhir-token", post(auth::fhir_token))
         .route("/auth/totp/enroll", post(auth::totp_enroll))
         .route("/auth/totp/confirm", post(auth::totp_confirm))
         .route("/auth/join", post(visit::join))

@@ -157,7 +157,7 @@ pub(crate) async fn update(
     ctx.allow(&state, Access::AdminFor(id), "patient.update")
         .await?;
     let details = body.parse()?;
-    let patient = patients::update(state.db(), id, &details).await?;
+    let patient = patients::update(state.db(), id, &details, None).await?;
     Ok(Json(patient))
 }
 

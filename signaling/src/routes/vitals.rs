@@ -46,9 +46,7 @@ pub(crate) async fn latest(
 ) -> Result<Json<Vec<CurrentValue>>, ApiError> {
     ctx.allow(&state, Access::Patient(id), "vitals.read")
         .await?;
-    let latest = queries::latest(state.db(), id.0, Utc::now() - CURRENT)
-        .await
-        .map_err(store_error)?;
+    let latest = queries::latest(state.db(), id.0, Utc::now() - CURRENT).await?;
     Ok(Json(
         latest
             .into_iter()
@@ -92,9 +90,7 @@ pub(crate) async fn history(
         .await?;
     let metric = metric(&raw_metric)?;
     let view = query.view.unwrap_or(View::Day);
-    let buckets = queries::buckets(state.db(), id.0, metric, view, Utc::now())
-        .await
-        .map_err(store_error)?;
+    let buckets = queries::buckets(state.db(), id.0, metric, view, Utc::now()).await?;
     Ok(Json(History {
         metric,
         unit: metric.unit(),
@@ -131,8 +127,7 @@ pub(crate) async fn news2_now(
     let (latest, scale) = futures::try_join!(
         queries::latest(state.db(), id.0, Utc::now() - chrono::Duration::hours(1)),
         alert_store::spo2_scale(state.db(), id.0),
-    )
-    .map_err(store_error)?;
+    )?;
     let observations = bedside_alerts::engine::observations(&latest);
     let scale = SpO2Scale::from_number(scale);
     let score = news2::score(&observations, scale);
@@ -162,9 +157,7 @@ pub(crate) async fn news2_settings(
 ) -> Result<Json<News2Settings>, ApiError> {
     ctx.allow(&state, Access::Patient(id), "news2_settings.read")
         .await?;
-    let spo2_scale = alert_store::spo2_scale(state.db(), id.0)
-        .await
-        .map_err(store_error)?;
+    let spo2_scale = alert_store::spo2_scale(state.db(), id.0).await?;
     Ok(Json(News2Settings { spo2_scale }))
 }
 
@@ -189,9 +182,7 @@ pub(crate) async fn set_news2_settings(
         ));
     }
     let user = caller.user().ok_or_else(ApiError::forbidden)?;
-    alert_store::set_spo2_scale(state.db(), id.0, body.spo2_scale, user.0)
-        .await
-        .map_err(store_error)?;
+    alert_store::set_spo2_scale(state.db(), id.0, body.spo2_scale, user.0).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -229,9 +220,7 @@ pub(crate) async fn device_status(
         .map(|a| a.device)
         .collect();
     let ids: Vec<uuid::Uuid> = current.iter().map(|d| d.id.0).collect();
-    let statuses = bedside_vitals_store::liveness::of(state.db(), &ids)
-        .await
-        .map_err(store_error)?;
+    let statuses = bedside_vitals_store::liveness::of(state.db(), &ids).await?;
     Ok(Json(
         current
             .into_iter()
@@ -262,9 +251,7 @@ pub(crate) async fn alerts(
     ctx.allow(&state, Access::Patient(id), "alerts.read")
         .await?;
     Ok(Json(
-        alert_store::live_for_patients(state.db(), &[id.0])
-            .await
-            .map_err(store_error)?,
+        alert_store::live_for_patients(state.db(), &[id.0]).await?,
     ))
 }
 
@@ -277,10 +264,7 @@ pub(crate) async fn acknowledge(
     ctx: Ctx,
     ApiPath(id): ApiPath<uuid::Uuid>,
 ) -> Result<Json<Alert>, ApiError> {
-    let Some(alert) = alert_store::get(state.db(), id)
-        .await
-        .map_err(store_error)?
-    else {
+    let Some(alert) = alert_store::get(state.db(), id).await? else {
         ctx.allow_list(&state, Access::AnyStaff, "alert.acknowledge")
             .await?;
         return Err(ApiError::not_found("alert"));
@@ -293,10 +277,7 @@ pub(crate) async fn acknowledge(
         )
         .await?;
     let user = caller.user().ok_or_else(ApiError::forbidden)?;
-    let Some(transition) = alert_store::acknowledge(state.db(), id, user.0)
-        .await
-        .map_err(store_error)?
-    else {
+    let Some(transition) = alert_store::acknowledge(state.db(), id, user.0).await? else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_open",
@@ -329,9 +310,7 @@ pub(crate) async fn thresholds(
 ) -> Result<Json<Vec<ThresholdView>>, ApiError> {
     ctx.allow(&state, Access::Patient(id), "thresholds.read")
         .await?;
-    let overrides = alert_store::thresholds(state.db(), id.0)
-        .await
-        .map_err(store_error)?;
+    let overrides = alert_store::thresholds(state.db(), id.0).await?;
     let views = Metric::ALL
         .into_iter()
         .filter_map(|m| {
@@ -399,16 +378,6 @@ pub(crate) async fn set_threshold(
     }
     let user = caller.user().ok_or_else(ApiError::forbidden)?;
     alert_store::set_threshold(state.db(), id.0, metric.name(), body.low, body.high, user.0)
-        .await
-        .map_err(store_error)?;
+        .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn store_error(error: bedside_vitals_store::StoreError) -> ApiError {
-    match error {
-        bedside_vitals_store::StoreError::Database(e) => {
-            bedside_records::RecordsError::Database(e).into()
-        }
-        other => ApiError::internal(&other),
-    }
 }

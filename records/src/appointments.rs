@@ -108,8 +108,17 @@ const SELECT: &str =
 ///
 /// # Errors
 /// [`crate::RecordsError::Overlap`] when the clinician is busy then,
-/// [`crate::RecordsError::NotFound`] for an unknown patient or practitioner.
+/// [`crate::RecordsError::NotFound`] for an unknown patient or practitioner,
+/// [`crate::RecordsError::Erased`] for an erased one.
 pub async fn book(db: &PgPool, new: &NewAppointment) -> crate::Result<Appointment> {
+    let erased: Option<Option<DateTime<Utc>>> =
+        sqlx::query_scalar("SELECT erased_at FROM patients WHERE id = $1")
+            .bind(new.patient_id)
+            .fetch_optional(db)
+            .await?;
+    if matches!(erased, Some(Some(_))) {
+        return Err(crate::RecordsError::Erased);
+    }
     let id = AppointmentId::new();
     sqlx::query(
         "INSERT INTO appointments (id, patient_id, practitioner_id, starts_at, ends_at, kind, reason, status)
@@ -156,6 +165,10 @@ pub struct AppointmentFilter {
     pub statuses: Vec<AppointmentStatus>,
     /// Only visits that have started (FHIR Encounters).
     pub started_only: bool,
+    /// `from` and `to` bound the held period (start to finish, or now)
+    /// instead of the booked start: they select visits held at some time
+    /// in the range.
+    pub by_period: bool,
     /// Only what this clinician may read: their own appointments and those
     /// of patients related to them.
     pub visible_to: Option<PractitionerId>,
@@ -182,24 +195,25 @@ pub async fn page(
 ) -> crate::Result<(Vec<Appointment>, i64)> {
     let ids: Vec<uuid::Uuid> = filter.ids.iter().map(|id| id.0).collect();
     let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
-    let rows: Vec<(i64, Option<uuid::Uuid>)> = sqlx::query_as(
+    let rows: Vec<(i64, Option<uuid::Uuid>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH matching AS (
              SELECT a.id, a.starts_at FROM appointments a
-             WHERE ($1::timestamptz IS NULL OR a.starts_at >= $1)
-               AND ($2::timestamptz IS NULL OR a.starts_at < $2)
+             WHERE ($1::timestamptz IS NULL
+                    OR (CASE WHEN $11 THEN coalesce(a.finished_at, 'infinity') >= $1 ELSE a.starts_at >= $1 END))
+               AND ($2::timestamptz IS NULL
+                    OR (CASE WHEN $11 THEN a.started_at < $2 ELSE a.starts_at < $2 END))
                AND ($3::uuid IS NULL OR a.practitioner_id = $3)
                AND ($4::uuid IS NULL OR a.patient_id = $4)
                AND (cardinality($5::uuid[]) = 0 OR a.id = ANY($5))
                AND (cardinality($6::text[]) = 0 OR a.status = ANY($6))
                AND (NOT $7 OR a.started_at IS NOT NULL)
-               AND ($8::uuid IS NULL OR a.practitioner_id = $8
-                    OR EXISTS (SELECT 1 FROM care_relationships c
-                               WHERE c.patient_id = a.patient_id AND c.practitioner_id = $8))
+               AND ($8::uuid IS NULL OR a.practitioner_id = $8 OR {related})
          )
          SELECT (SELECT count(*) FROM matching), page.id
          FROM (SELECT 1) one
          LEFT JOIN LATERAL (SELECT id FROM matching ORDER BY starts_at, id OFFSET $9 LIMIT $10) page ON true",
-    )
+        related = crate::care::related_sql("$8", "a.patient_id")
+    )))
     .bind(filter.from)
     .bind(filter.to)
     .bind(filter.practitioner_id)
@@ -210,6 +224,7 @@ pub async fn page(
     .bind(filter.visible_to)
     .bind(offset.max(0))
     .bind(limit.clamp(0, 1000))
+    .bind(filter.by_period)
     .fetch_all(db)
     .await?;
     let total = rows.first().map_or(0, |(total, _)| *total);
@@ -293,6 +308,21 @@ pub async fn amend(
             return Err(crate::RecordsError::Transition(
                 appointment::TransitionError::NotBooked(status),
             ));
+        }
+        if amendment.starts_at != starts_at && amendment.starts_at < now - Duration::minutes(5) {
+            return Err(
+                crate::domain::InvalidInput::new("start", "must not be in the past").into(),
+            );
+        }
+        if amendment.kind != kind {
+            // A visit that moves to the clinic can no longer be joined by video.
+            sqlx::query(
+                "UPDATE join_links SET revoked_at = $2 WHERE appointment_id = $1 AND revoked_at IS NULL",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         }
         sqlx::query(
             "UPDATE appointments SET starts_at = $2, ends_at = $3, kind = $4, reason = $5, updated_at = $6

@@ -75,12 +75,27 @@ pub async fn is_related(
     practitioner: PractitionerId,
     patient: PatientId,
 ) -> crate::Result<bool> {
-    Ok(sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM care_relationships WHERE practitioner_id = $1 AND patient_id = $2)
-             OR EXISTS (SELECT 1 FROM appointments WHERE practitioner_id = $1 AND patient_id = $2 AND status <> 'cancelled')",
-    )
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT {}",
+        related_sql("$1", "$2")
+    )))
     .bind(practitioner)
     .bind(patient)
     .fetch_one(db)
     .await?)
+}
+
+/// The SQL condition "the practitioner `practitioner` (an SQL expression)
+/// is related to the patient `patient`": in their care, or with an
+/// appointment with them that was not cancelled. The one definition the
+/// policy's check and every list filtered to a clinician's patients share,
+/// so a list never shows what a read would refuse.
+pub(crate) fn related_sql(practitioner: &str, patient: &str) -> String {
+    format!(
+        "(EXISTS (SELECT 1 FROM care_relationships rel_c
+                  WHERE rel_c.practitioner_id = {practitioner} AND rel_c.patient_id = {patient})
+          OR EXISTS (SELECT 1 FROM appointments rel_a
+                     WHERE rel_a.practitioner_id = {practitioner} AND rel_a.patient_id = {patient}
+                       AND rel_a.status <> 'cancelled'))"
+    )
 }

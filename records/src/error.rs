@@ -31,6 +31,10 @@ pub enum RecordsError {
         /// The input field that carried it.
         field: &'static str,
     },
+    /// The patient was erased on their request: their shell takes no new
+    /// data.
+    #[error("the patient's record was erased on their request and takes no new data")]
+    Erased,
     /// The record changed since the version the caller based its change
     /// on (FHIR `If-Match`): re-read it and try again.
     #[error("{what} has changed since version {expected}; it is now at version {current}")]

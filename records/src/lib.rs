@@ -12,7 +12,8 @@
 //!   overlap rule), [`mosquitto`] (broker password-file and ACL lines).
 //! - Stores over a `PgPool`, one module per concept: [`users`], [`patients`],
 //!   [`practitioners`], [`care`], [`devices`], [`appointments`],
-//!   [`join_links`], [`guest_links`], [`notes`], [`consents`], [`audit`], [`auth_state`].
+//!   [`join_links`], [`guest_links`], [`notes`], [`consents`], [`audit`], [`auth_state`],
+//!   [`erasure`] (a patient's identity, on a recorded request), [`retention`].
 //! - [`fhir`]: the HL7 FHIR R4 view of these records and of the vitals —
 //!   pure mapping from rows to resources, search-parameter parsing, Bundles
 //!   and the CapabilityStatement. The HTTP routes live in the signaling crate.
@@ -23,7 +24,9 @@
 //!   bookings cannot both win.
 //! - A device's assignment periods never overlap; history is kept.
 //! - A signed visit note never changes; corrections are amendments.
-//! - The audit log is append-only: triggers refuse UPDATE, DELETE and TRUNCATE.
+//! - The audit log is append-only: triggers refuse UPDATE, DELETE and TRUNCATE,
+//!   except the retention pass deleting rows older than the configured period.
+//! - An erased patient stays as a pseudonymous shell (ids intact, identity gone).
 //! - Secrets are stored only as hashes (passwords as argon2id by the caller,
 //!   refresh and join tokens as SHA-256, device MQTT passwords as Mosquitto's
 //!   PBKDF2-SHA512).
@@ -39,6 +42,7 @@ pub mod care;
 pub mod consents;
 pub mod devices;
 pub mod domain;
+pub mod erasure;
 mod error;
 pub mod fhir;
 pub mod guest_links;
@@ -48,6 +52,7 @@ pub mod mosquitto;
 pub mod notes;
 pub mod patients;
 pub mod practitioners;
+pub mod retention;
 pub mod users;
 
 pub use error::RecordsError;

@@ -34,6 +34,9 @@ pub struct Patient {
     pub updated_at: DateTime<Utc>,
     /// Bumped by every change (FHIR `meta.versionId`, the ETag).
     pub version: i64,
+    /// When the person's identity was erased on their request (the row is
+    /// then a pseudonymous shell).
+    pub erased_at: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for Patient {
@@ -63,7 +66,7 @@ pub struct PatientDetails {
     pub phone: Option<BoundedText>,
 }
 
-const COLUMNS: &str = "id, mrn, given_name, family_name, birth_date, sex, email, phone, created_at, updated_at, version";
+const COLUMNS: &str = "id, mrn, given_name, family_name, birth_date, sex, email, phone, created_at, updated_at, version, erased_at";
 
 /// Registers a patient.
 ///
@@ -101,7 +104,8 @@ pub async fn update(
     let updated = sqlx::query_as::<_, Patient>(sqlx::AssertSqlSafe(format!(
         "UPDATE patients SET mrn = $2, given_name = $3, family_name = $4, birth_date = $5, sex = $6,
                 email = $7, phone = $8
-         WHERE id = $1 AND ($9::bigint IS NULL OR version = $9) RETURNING {COLUMNS}"
+         WHERE id = $1 AND ($9::bigint IS NULL OR version = $9) AND erased_at IS NULL
+         RETURNING {COLUMNS}"
     )))
     .bind(id)
     .bind(details.mrn.as_str())
@@ -114,14 +118,18 @@ pub async fn update(
     .bind(if_version)
     .fetch_optional(db)
     .await?;
-    match (updated, if_version) {
-        (Some(patient), _) => Ok(patient),
-        (None, Some(expected)) => Err(crate::RecordsError::VersionConflict {
+    if let Some(patient) = updated {
+        return Ok(patient);
+    }
+    let current = get(db, id).await?;
+    match if_version {
+        _ if current.erased_at.is_some() => Err(crate::RecordsError::Erased),
+        Some(expected) => Err(crate::RecordsError::VersionConflict {
             what: "patient",
             expected,
-            current: get(db, id).await?.version,
+            current: current.version,
         }),
-        (None, None) => Err(crate::RecordsError::NotFound("patient")),
+        None => Err(crate::RecordsError::NotFound("patient")),
     }
 }
 
@@ -176,11 +184,10 @@ pub async fn search(
         "SELECT {COLUMNS} FROM patients p
          WHERE ($1::text IS NULL OR p.mrn ILIKE $1 OR p.given_name ILIKE $1 OR p.family_name ILIKE $1
                 OR (p.given_name || ' ' || p.family_name) ILIKE $1)
-           AND ($2::uuid IS NULL
-                OR EXISTS (SELECT 1 FROM care_relationships c WHERE c.patient_id = p.id AND c.practitioner_id = $2)
-                OR EXISTS (SELECT 1 FROM appointments a WHERE a.patient_id = p.id AND a.practitioner_id = $2))
+           AND ($2::uuid IS NULL OR {related})
          ORDER BY p.family_name, p.given_name, p.id
-         LIMIT $3"
+         LIMIT $3",
+        related = crate::care::related_sql("$2", "p.id")
     )))
     .bind(pattern)
     .bind(practitioner)
@@ -196,15 +203,8 @@ pub struct PatientCriteria {
     pub ids: Vec<PatientId>,
     /// Any of these MRNs (exact).
     pub mrns: Vec<String>,
-    /// Each entry must match the start of the given or family name
-    /// (case-insensitive), or the whole of one with `exact`.
-    pub names: Vec<String>,
-    /// Start of the family name.
-    pub family: Vec<String>,
-    /// Start of the given name.
-    pub given: Vec<String>,
-    /// How the name texts match.
-    pub name_match: NameMatch,
+    /// Name texts that must all match.
+    pub names: Vec<NameSearch>,
     /// Born on or after.
     pub born_from: Option<NaiveDate>,
     /// Born before.
@@ -213,6 +213,29 @@ pub struct PatientCriteria {
     pub sexes: Vec<Sex>,
     /// Only this clinician's patients (care team or appointment).
     pub visible_to: Option<PractitionerId>,
+}
+
+/// One name text of a search: which part of the name it is about and how
+/// it matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameSearch {
+    /// The family name, a given name, or either (`name`).
+    pub part: NamePart,
+    /// The text.
+    pub text: String,
+    /// How it matches.
+    pub how: NameMatch,
+}
+
+/// The part of a name a search text is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamePart {
+    /// Any part (FHIR `name`).
+    Any,
+    /// The family name (`family`).
+    Family,
+    /// One of the given names (`given`).
+    Given,
 }
 
 /// How a name text matches a name (FHIR string search and its modifiers).
@@ -240,13 +263,6 @@ impl NameMatch {
             NameMatch::Contains => format!("%{escaped}%"),
         }
     }
-    fn operator(self) -> &'static str {
-        if self == NameMatch::Exact {
-            "LIKE"
-        } else {
-            "ILIKE"
-        }
-    }
 }
 
 /// The patients matching `criteria`, by family name, given name and id;
@@ -260,13 +276,31 @@ pub async fn find(
     offset: i64,
     limit: i64,
 ) -> crate::Result<(Vec<Patient>, i64)> {
-    let pattern = |texts: &[String]| -> Vec<String> {
-        texts
-            .iter()
-            .map(|t| criteria.name_match.pattern(t))
-            .collect()
+    let parts: Vec<&str> = criteria
+        .names
+        .iter()
+        .map(|n| match n.part {
+            NamePart::Any => "any",
+            NamePart::Family => "family",
+            NamePart::Given => "given",
+        })
+        .collect();
+    let patterns: Vec<String> = criteria
+        .names
+        .iter()
+        .map(|n| n.how.pattern(&n.text))
+        .collect();
+    let exact: Vec<bool> = criteria
+        .names
+        .iter()
+        .map(|n| n.how == NameMatch::Exact)
+        .collect();
+    // Exact matches are case-sensitive, the others not.
+    let matches = |column: &str| {
+        format!(
+            "(CASE WHEN n.exact THEN {column} LIKE n.pattern ELSE {column} ILIKE n.pattern END)"
+        )
     };
-    let like = criteria.name_match.operator();
     let ids: Vec<uuid::Uuid> = criteria.ids.iter().map(|id| id.0).collect();
     let sexes: Vec<&str> = criteria.sexes.iter().map(|s| s.as_str()).collect();
     let rows: Vec<(i64, Option<uuid::Uuid>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -274,31 +308,31 @@ pub async fn find(
              SELECT p.id, p.family_name, p.given_name FROM patients p
              WHERE (cardinality($1::uuid[]) = 0 OR p.id = ANY($1))
                AND (cardinality($2::text[]) = 0 OR p.mrn = ANY($2))
-               AND NOT EXISTS (SELECT 1 FROM unnest($3::text[]) n(pattern)
-                               WHERE NOT (p.given_name {like} n.pattern OR p.family_name {like} n.pattern
-                                          OR EXISTS (SELECT 1 FROM regexp_split_to_table(p.given_name, '\\s+') part
-                                                     WHERE part {like} n.pattern)))
-               AND NOT EXISTS (SELECT 1 FROM unnest($4::text[]) n(pattern) WHERE NOT p.family_name {like} n.pattern)
-               AND NOT EXISTS (SELECT 1 FROM unnest($5::text[]) n(pattern)
-                               WHERE NOT EXISTS (SELECT 1 FROM regexp_split_to_table(p.given_name, '\\s+') part
-                                                 WHERE part {like} n.pattern))
+               AND NOT EXISTS (
+                   SELECT 1 FROM unnest($3::text[], $4::text[], $5::bool[]) n(part, pattern, exact)
+                   WHERE NOT ((n.part IN ('any', 'family') AND {family})
+                              OR (n.part IN ('any', 'given')
+                                  AND ({given} OR EXISTS (SELECT 1 FROM regexp_split_to_table(p.given_name, '\\s+') part
+                                                         WHERE {given_part})))))
                AND ($6::date IS NULL OR p.birth_date >= $6)
                AND ($7::date IS NULL OR p.birth_date < $7)
                AND (cardinality($8::text[]) = 0 OR p.sex::text = ANY($8))
-               AND ($9::uuid IS NULL
-                    OR EXISTS (SELECT 1 FROM care_relationships c WHERE c.patient_id = p.id AND c.practitioner_id = $9)
-                    OR EXISTS (SELECT 1 FROM appointments a WHERE a.patient_id = p.id AND a.practitioner_id = $9))
+               AND ($9::uuid IS NULL OR {related})
          )
          SELECT (SELECT count(*) FROM matching), page.id
          FROM (SELECT 1) one
          LEFT JOIN LATERAL (SELECT id FROM matching ORDER BY family_name, given_name, id
-                            OFFSET $10 LIMIT $11) page ON true"
+                            OFFSET $10 LIMIT $11) page ON true",
+        related = crate::care::related_sql("$9", "p.id"),
+        family = matches("p.family_name"),
+        given = matches("p.given_name"),
+        given_part = matches("part"),
     )))
     .bind(&ids)
     .bind(&criteria.mrns)
-    .bind(pattern(&criteria.names))
-    .bind(pattern(&criteria.family))
-    .bind(pattern(&criteria.given))
+    .bind(&parts)
+    .bind(&patterns)
+    .bind(&exact)
     .bind(criteria.born_from)
     .bind(criteria.born_before)
     .bind(&sexes)

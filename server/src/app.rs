@@ -192,6 +192,11 @@ impl Application {
             Duration::from_secs(config.visits.no_show_sweep_secs.max(1)),
             stop_rx.clone(),
         ));
+        let retention = tokio::spawn(crate::app::retention_pass(
+            state.clone(),
+            config.retention.clone(),
+            stop_rx.clone(),
+        ));
 
         let metrics_app = Router::new().route(
             "/metrics",
@@ -244,6 +249,7 @@ impl Application {
             let _ = http_server.await;
             let _ = metrics_server.await;
             let _ = sweeper.await;
+            let _ = retention.await;
             if let Some(tasks) = ingest {
                 for task in tasks {
                     let _ = task.await;
@@ -608,6 +614,49 @@ pub(crate) async fn no_show_sweeper(
                 }
             }
             Err(error) => tracing::warn!(%error, "no-show sweep failed; retrying next tick"),
+        }
+    }
+}
+
+/// Enforces the retention periods of the audit log and of refused device
+/// messages, at start and then hourly. (The vitals' retention is the
+/// partition maintenance of the ingest, `ingest.retention_days`.)
+pub(crate) async fn retention_pass(
+    state: AppState,
+    retention: crate::config::RetentionConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        enforce_retention(&state, &retention).await;
+    }
+}
+
+/// One retention pass: deletes audit rows and refused device messages
+/// older than their configured periods. Failures are logged and retried
+/// by the next pass.
+pub async fn enforce_retention(state: &AppState, retention: &crate::config::RetentionConfig) {
+    let now = chrono::Utc::now();
+    let audit_before = now - chrono::Duration::days(retention.audit_days);
+    match bedside_records::retention::purge_audit_before(state.db(), audit_before).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(rows = n, "audit rows past their retention deleted"),
+        Err(error) => tracing::warn!(%error, "audit retention failed; retrying next hour"),
+    }
+    let rejected_before = now - chrono::Duration::days(retention.rejected_messages_days);
+    match bedside_vitals_store::store::purge_rejected_before(state.db(), rejected_before).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            rows = n,
+            "refused device messages past their retention deleted"
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "rejected-message retention failed; retrying next hour")
         }
     }
 }

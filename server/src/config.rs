@@ -80,6 +80,10 @@ pub struct Config {
     pub visits: VisitsConfig,
     /// Device readings: the MQTT gateway and the vitals store.
     pub ingest: IngestConfig,
+    /// Retention periods the server enforces.
+    pub retention: RetentionConfig,
+    /// Data-protection requests.
+    pub privacy: PrivacyConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -97,6 +101,8 @@ impl Default for Config {
             clinic: ClinicConfig::default(),
             visits: VisitsConfig::default(),
             ingest: IngestConfig::default(),
+            retention: RetentionConfig::default(),
+            privacy: PrivacyConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -350,6 +356,56 @@ impl Default for ClinicConfig {
             name: "Bedside Clinic".into(),
             time_zone: "Europe/Berlin".into(),
             mrn_system: String::new(),
+        }
+    }
+}
+
+/// How long the server keeps what it must not keep forever. (Readings:
+/// `ingest.retention_days`.)
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days audit rows are kept (default six years, the longest common
+    /// requirement for records of access to health data).
+    pub audit_days: i64,
+    /// Days refused device messages are kept for diagnosis.
+    pub rejected_messages_days: i64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            audit_days: 6 * 365,
+            rejected_messages_days: 90,
+        }
+    }
+}
+
+/// Data-protection requests.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// What an erasure does to the patient's readings: `delete` them, or
+    /// `pseudonymise` (keep them under the id, which no longer leads to a
+    /// person).
+    pub erasure_vitals: ErasureVitals,
+}
+
+/// See [`PrivacyConfig::erasure_vitals`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErasureVitals {
+    /// Delete them (data minimisation: the default).
+    #[default]
+    Delete,
+    /// Keep them pseudonymised.
+    Pseudonymise,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self {
+            erasure_vitals: ErasureVitals::Delete,
         }
     }
 }
@@ -669,6 +725,10 @@ impl Config {
                 "ingest.retention_days must be positive"
             );
         }
+        anyhow::ensure!(
+            self.retention.audit_days > 0 && self.retention.rejected_messages_days > 0,
+            "retention.audit_days and retention.rejected_messages_days must be positive"
+        );
         if !self.auth.signing_key.is_empty() {
             anyhow::ensure!(
                 self.auth.signing_key.expose().len() >= 32,
@@ -721,6 +781,10 @@ impl Config {
         use std::time::Duration;
         let mut s = bedside_signaling::Settings::for_local(self.public_base_url.clone());
         s.clinic_name = self.clinic.name.clone();
+        s.erasure_vitals = match self.privacy.erasure_vitals {
+            ErasureVitals::Delete => bedside_records::erasure::VitalsOnErasure::Deleted,
+            ErasureVitals::Pseudonymise => bedside_records::erasure::VitalsOnErasure::Pseudonymised,
+        };
         if !self.clinic.mrn_system.is_empty() {
             s.mrn_system = self.clinic.mrn_system.clone();
         }

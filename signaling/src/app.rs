@@ -24,6 +24,8 @@ pub struct Settings {
     pub clinic_name: String,
     /// `Patient.identifier.system` of the clinic's MRNs in FHIR.
     pub mrn_system: String,
+    /// What an erasure does to the patient's readings.
+    pub erasure_vitals: bedside_records::erasure::VitalsOnErasure,
     /// The clinic's time zone: appointment days and local times use it.
     pub time_zone: Tz,
     /// Issuer and audience written into and required of every token.
@@ -75,6 +77,7 @@ impl Settings {
         Self {
             mrn_system: format!("{}/fhir/sid/mrn", public_base_url.trim_end_matches('/')),
             public_base_url,
+            erasure_vitals: bedside_records::erasure::VitalsOnErasure::Deleted,
             clinic_name: "Bedside Clinic".into(),
             time_zone: chrono_tz::Europe::Berlin,
             token_issuer: "bedside".into(),

@@ -159,6 +159,9 @@ impl From<RecordsError> for ApiError {
                 format!("{what} already exists"),
             )
             .with_field(field),
+            RecordsError::Erased => {
+                ApiError::new(StatusCode::CONFLICT, "patient_erased", error.to_string())
+            }
             RecordsError::VersionConflict { .. } => ApiError::new(
                 StatusCode::PRECONDITION_FAILED,
                 "version_conflict",

@@ -6,7 +6,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    appointments, audit, auth, devices, guests, notes, patients, people, system, visit, vitals,
+    appointments, audit, auth, devices, guests, notes, patients, people, privacy, system, visit,
+    vitals,
 };
 
 struct BearerAuth;
@@ -40,6 +41,7 @@ impl Modify for BearerAuth {
         patients::list, patients::create, patients::read, patients::update, patients::devices, patients::appointments,
         patients::notes, patients::consents, patients::record_consent, patients::care_team, patients::add_to_care_team,
         patients::remove_from_care_team,
+        privacy::export, privacy::erase, privacy::erasure_of,
         devices::list, devices::provision, devices::assign, devices::unassign,
         appointments::list, appointments::book, appointments::read, appointments::transition, appointments::new_join_link,
         notes::list_for_appointment, notes::create, notes::update, notes::sign, notes::amend,
@@ -58,6 +60,7 @@ impl Modify for BearerAuth {
         (name = "appointments", description = "Scheduling and the visit lifecycle"),
         (name = "notes", description = "Visit notes"),
         (name = "audit", description = "The audit log"),
+        (name = "privacy", description = "Data-protection requests: export and erasure"),
         (name = "vitals", description = "Vitals, NEWS2, alerts and thresholds"),
         (name = "system", description = "Health and clinic facts"),
     )

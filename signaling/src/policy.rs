@@ -303,6 +303,22 @@ impl Ctx {
         }
     }
 
+    /// Writes the audit row of a refusal decided outside [`decide`] (a
+    /// token's scopes), with the caller as the actor.
+    ///
+    /// # Errors
+    /// 5xx when the row cannot be written.
+    pub async fn audit_denied(
+        &self,
+        state: &AppState,
+        caller: &Caller,
+        patient: Option<PatientId>,
+        action: &str,
+    ) -> Result<(), ApiError> {
+        self.audit(state, Some(caller), patient, action, Outcome::Denied)
+            .await
+    }
+
     /// Writes an audit row for an attempt that has no [`Caller`] yet, such
     /// as exchanging a join link.
     ///

@@ -94,6 +94,9 @@ fn matrix() -> Vec<Route> {
         route(Method::GET, "/api/v1/patients/{id}", record_a, true),
         route(Method::PUT, "/api/v1/patients/{id}", admin, true),
         route(Method::GET, "/api/v1/patients/{id}/devices", record_a, true),
+        route(Method::GET, "/api/v1/patients/{id}/export", admin, true),
+        route(Method::POST, "/api/v1/patients/{id}/erasure", admin, true),
+        route(Method::GET, "/api/v1/patients/{id}/erasure", admin, true),
         route(
             Method::GET,
             "/api/v1/patients/{id}/appointments",
@@ -301,6 +304,9 @@ fn probe(route: &Route, w: &World) -> (String, Option<Value>) {
         ("POST", "/api/v1/auth/totp/confirm") => Some(json!({"code": "000000"})),
         ("POST", "/api/v1/visit/consent") => Some(json!({"consent_version": "2026-01"})),
         ("POST", "/api/v1/auth/fhir-token") => Some(json!({"scope": "user/*.read"})),
+        ("POST", "/api/v1/patients/{id}/erasure") => {
+            Some(json!({"received_on": "2026-01-02", "reference": "DPO-1"}))
+        }
         ("PATCH", "/api/v1/users/{id}") => Some(json!({"name": "Dr. Renamed"})),
         ("POST", "/api/v1/me/password") => Some(
             json!({"current_password": bedside_test_support::world::PASSWORD, "new_password": "another long password"}),
@@ -430,9 +436,13 @@ async fn every_caller_gets_exactly_what_its_rule_allows_and_every_refusal_is_aud
             let status = response.status();
             let text = response.text().await.unwrap_or_default();
             // Allowed means the rule let the caller through and the probe did its
-            // work; confirming TOTP without an enrolment is the one business refusal.
-            let expected_refusal =
-                route.template == "/api/v1/auth/totp/confirm" && status == StatusCode::CONFLICT;
+            // work; confirming TOTP without an enrolment is a business refusal.
+            // Reading the erasure of a patient never erased is the other.
+            let expected_refusal = (route.template == "/api/v1/auth/totp/confirm"
+                && status == StatusCode::CONFLICT)
+                || (route.template == "/api/v1/patients/{id}/erasure"
+                    && route.method == Method::GET
+                    && status == StatusCode::NOT_FOUND);
             assert!(
                 status.is_success() || expected_refusal,
                 "{who:?} {} {path} -> {status}: {text}",

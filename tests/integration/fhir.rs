@@ -139,7 +139,7 @@ fn verdicts(documents: &[Value]) -> Vec<Value> {
 
 /// Runs the independent validator over documents; panics with its
 /// verdicts when one fails. Returns the resources validated, by type.
-fn validate(documents: &[Value]) -> BTreeMap<String, u64> {
+pub(crate) fn validate(documents: &[Value]) -> BTreeMap<String, u64> {
     let verdicts = verdicts(documents);
     let mut counts = BTreeMap::new();
     for (document, verdict) in documents.iter().zip(&verdicts) {
@@ -1118,9 +1118,11 @@ async fn everything_streams_a_long_history_whole() {
             && by_type.contains_key("Flag"),
         "{by_type:?}"
     );
-    let ids: std::collections::BTreeSet<&str> =
-        resources.iter().filter_map(|r| r["id"].as_str()).collect();
-    assert_eq!(ids.len(), resources.len(), "no resource twice");
+    let keys: std::collections::BTreeSet<(&str, &str)> = resources
+        .iter()
+        .filter_map(|r| Some((r["resourceType"].as_str()?, r["id"].as_str()?)))
+        .collect();
+    assert_eq!(keys.len(), resources.len(), "no resource twice");
     // A patient/ token without Observation scope gets the record without readings.
     let (_, granted) = scoped_token(
         &app,
@@ -1147,5 +1149,301 @@ async fn everything_streams_a_long_history_whole() {
             .map(str::to_owned)
             .collect()
     );
+    app.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scopes_grant_each_permission_on_its_own_and_refusals_name_the_actor() {
+    let app = TestApp::spawn().await;
+    let world = World::seed(&app).await;
+    let appointment = get(
+        &app,
+        &format!("/Appointment/{}", world.appointment_a),
+        &world.admin.token,
+    )
+    .await;
+    // SMART v2 `c` creates, it does not update; `s` searches, it does not read.
+    let (_, granted) = scoped_token(
+        &app,
+        &world.admin.token,
+        "system/Appointment.c system/Patient.s",
+        None,
+    )
+    .await;
+    let token = granted["access_token"].as_str().unwrap().to_owned();
+    let response = app
+        .client
+        .put(app.url(&format!("/fhir/Appointment/{}", world.appointment_a)))
+        .bearer_auth(&token)
+        .header("content-type", "application/fhir+json")
+        .header("if-match", "W/\"1\"")
+        .body(appointment.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let rows: Vec<(String, Option<uuid::Uuid>, String)> =
+        sqlx::query_as("SELECT outcome, actor_id, action FROM audit_log WHERE request_id = $1")
+            .bind(request_id(&response))
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        vec![(
+            "denied".to_owned(),
+            Some(world.admin.user.0),
+            "fhir.appointment.update".to_owned()
+        )]
+    );
+    get(&app, "/Patient", &token).await;
+    let (status, _, _) = fhir(
+        &app,
+        Method::GET,
+        &format!("/Patient/{}", world.patient_a),
+        Some(&token),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // A scope that grants nothing is refused at minting.
+    assert_eq!(
+        scoped_token(&app, &world.admin.token, "user/Patient.d", None)
+            .await
+            .0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    // A scoped token does not open the live feed.
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(app.url("/ws").replacen("http", "ws", 1))
+            .await
+            .unwrap();
+    use futures::{SinkExt as _, StreamExt as _};
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::Text(
+            json!({"v": 1, "type": "hello", "token": token})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    let refused = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(Ok(message)) = socket.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+                let value: Value = serde_json::from_str(&text).unwrap();
+                if value["type"] == "error" {
+                    return value["code"].as_str().unwrap_or_default().to_owned();
+                }
+                assert_ne!(value["type"], "welcome", "the feed welcomed a scoped token");
+            }
+        }
+        String::new()
+    })
+    .await
+    .expect("the feed answers within 10 s");
+    assert_eq!(refused, "unauthenticated");
+    app.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clinicians_write_only_what_the_rest_api_lets_them() {
+    let app = TestApp::spawn().await;
+    let world = World::seed(&app).await;
+    let clinician = world.clinician_a.token.as_str();
+    let start = Utc::now() + Duration::days(5);
+    let start = start - Duration::seconds(start.timestamp() % 60);
+    let booking = |patient: String, practitioner: String| {
+        json!({
+            "resourceType": "Appointment", "status": "booked", "description": "Check-up",
+            "start": start.to_rfc3339(), "end": (start + Duration::minutes(15)).to_rfc3339(),
+            "participant": [
+                { "actor": { "reference": format!("Patient/{patient}") }, "status": "accepted" },
+                { "actor": { "reference": format!("Practitioner/{practitioner}") }, "status": "accepted" }
+            ]
+        })
+    };
+    let own = world.clinician_a.practitioner.unwrap().to_string();
+    let other = world.clinician_b.practitioner.unwrap().to_string();
+    // Into their own schedule for their own patient: yes.
+    let (status, _, _) = fhir(
+        &app,
+        Method::POST,
+        "/Appointment",
+        Some(clinician),
+        Some(&booking(world.patient_a.to_string(), own.clone())),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // For a stranger, or into a colleague's schedule: no.
+    for body in [
+        booking(world.patient_b.to_string(), own),
+        booking(world.patient_a.to_string(), other),
+    ] {
+        let (status, _, _) = fhir(
+            &app,
+            Method::POST,
+            "/Appointment",
+            Some(clinician),
+            Some(&body),
+            &[],
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    }
+    // Another clinician's appointment cannot be changed; patients are registered by admins.
+    let theirs = get(
+        &app,
+        &format!("/Appointment/{}", world.appointment_b),
+        &world.admin.token,
+    )
+    .await;
+    let (status, _, _) = fhir(
+        &app,
+        Method::PUT,
+        &format!("/Appointment/{}", world.appointment_b),
+        Some(clinician),
+        Some(&theirs),
+        &[("if-match", "W/\"1\"")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = fhir(
+        &app,
+        Method::POST,
+        "/Patient",
+        Some(clinician),
+        Some(&json!({"resourceType": "Patient"})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // An unknown appointment id answers a clinician as a stranger's would.
+    let (status, _, _) = fhir(
+        &app,
+        Method::GET,
+        &format!("/Appointment/{}", uuid::Uuid::new_v4()),
+        Some(clinician),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    app.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_edges_neither_widen_nor_lose_results() {
+    let app = TestApp::spawn().await;
+    let world = World::seed(&app).await;
+    let admin = world.admin.token.as_str();
+    let pa = world.patient_a;
+    // Unsupported modifiers and _id where it is not supported are refused,
+    // not dropped (dropping them would return more than was asked).
+    for (query, param) in [
+        (format!("/Patient?gender:not=male&_id={pa}"), "gender:not"),
+        (
+            format!("/Patient?name:missing=true&_id={pa}"),
+            "name:missing",
+        ),
+        (format!("/Observation?patient={pa}&_id=x"), "_id"),
+    ] {
+        let (status, _, outcome) = fhir(&app, Method::GET, &query, Some(admin), None, &[]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(outcome["issue"][0]["expression"][0], param);
+    }
+    // A status list with one FHIR status Bedside never uses still finds the others.
+    let mixed = get(
+        &app,
+        &format!("/Appointment?patient={pa}&status=booked,proposed"),
+        admin,
+    )
+    .await;
+    assert_eq!(ids(&mixed), vec![world.appointment_a.to_string()]);
+    // Each name text keeps its own modifier.
+    let both = get(
+        &app,
+        &format!("/Patient?family:exact=Anders&given=ali&_id={pa}"),
+        admin,
+    )
+    .await;
+    assert_eq!(both["total"], 1);
+    let system = get(&app, &format!("/Patient/{pa}"), admin).await["identifier"][0]["system"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let any_mrn = get(
+        &app,
+        &format!("/Patient?identifier={system}%7C&_id={pa}"),
+        admin,
+    )
+    .await;
+    assert_eq!(
+        any_mrn["total"], 1,
+        "system| matches any identifier of the system"
+    );
+    // vread serves the current version only.
+    get(&app, &format!("/Patient/{pa}/_history/1"), admin).await;
+    let (status, _, _) = fhir(
+        &app,
+        Method::GET,
+        &format!("/Patient/{pa}/_history/2"),
+        Some(admin),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // An Encounter's date is the time it was held, not the booked start.
+    let held_from = Utc::now();
+    for to in [AppointmentStatus::Arrived, AppointmentStatus::InProgress] {
+        appointments::transition(
+            &app.db,
+            world.appointment_a,
+            to,
+            held_from,
+            Duration::minutes(15),
+        )
+        .await
+        .unwrap();
+    }
+    let during = get(
+        &app,
+        &format!(
+            "/Encounter?patient={pa}&date=ge{}",
+            (held_from + Duration::hours(1)).format("%Y-%m-%dT%H:%M:%SZ")
+        ),
+        admin,
+    )
+    .await;
+    assert_eq!(
+        during["total"], 1,
+        "a visit still being held is held at any later time"
+    );
+    let before = get(
+        &app,
+        &format!(
+            "/Encounter?patient={pa}&date=lt{}",
+            (held_from - Duration::hours(1)).format("%Y-%m-%dT%H:%M:%SZ")
+        ),
+        admin,
+    )
+    .await;
+    assert_eq!(before["total"], 0);
+    // $everything lists the held visit as Appointment and Encounter (same id).
+    let everything = get(&app, &format!("/Patient/{pa}/$everything"), admin).await;
+    let keys: Vec<(String, String)> = entries(&everything)
+        .iter()
+        .map(|r| {
+            (
+                r["resourceType"].as_str().unwrap().to_owned(),
+                r["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let unique: std::collections::BTreeSet<_> = keys.iter().cloned().collect();
+    assert_eq!(unique.len(), keys.len(), "no resource twice");
+    assert!(keys.contains(&("Encounter".to_owned(), world.appointment_a.to_string())));
     app.stop().await.expect("stop");
 }

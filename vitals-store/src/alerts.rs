@@ -252,7 +252,7 @@ pub async fn for_patient(db: &PgPool, patient: Uuid, limit: i64) -> crate::Resul
         "SELECT {COLUMNS} FROM alerts WHERE patient_id = $1 ORDER BY opened_at DESC, id LIMIT $2"
     )))
     .bind(patient)
-    .bind(limit.clamp(1, 1000))
+    .bind(limit.clamp(1, 100_000))
     .fetch_all(db)
     .await?)
 }

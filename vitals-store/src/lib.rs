@@ -24,11 +24,13 @@
 //!   the FHIR API.
 //! - [`partitions`]: backend detection, partitions ahead, retention.
 //! - [`changes`]: notices that tell in-memory copies what to forget.
+//! - [`erasure`]: the vitals' part of erasing a patient.
 //!
 //! It must not know about MQTT or HTTP.
 
 pub mod alerts;
 pub mod changes;
+pub mod erasure;
 pub mod liveness;
 pub mod metric;
 pub mod observations;

@@ -144,6 +144,12 @@ fn reading(row: Row) -> Option<Reading> {
 /// One page of a search: at most `limit` readings after `after`, in the
 /// filter's order (time, then device and metric, so the order is total).
 ///
+/// Each metric's next readings come from its own index range (patient,
+/// metric, time), bounded below (or above, newest first) by the cursor's
+/// time so partitions before it are never read; the page is the first
+/// `limit` of their merge. A page costs the same on the first day of a
+/// patient's history and after a million readings.
+///
 /// # Errors
 /// When the database fails.
 pub async fn page(
@@ -152,19 +158,46 @@ pub async fn page(
     after: Option<Cursor>,
     limit: i64,
 ) -> crate::Result<Vec<Reading>> {
-    let (order, compare) = if filter.newest_first {
-        ("DESC", "<")
+    let order = if filter.newest_first { "DESC" } else { "ASC" };
+    per_metric(
+        db,
+        filter,
+        after,
+        limit.clamp(0, 10_000),
+        &format!("ORDER BY r.time {order}, r.device_id {order}, r.metric {order} LIMIT $8"),
+    )
+    .await
+}
+
+/// The next `limit` readings of each metric of the filter after `after`,
+/// each from its own index range (one LATERAL scan per metric, however
+/// many readings there are), combined by `outer` (the final ORDER BY and
+/// LIMIT over `r`).
+async fn per_metric(
+    db: &PgPool,
+    filter: &Filter,
+    after: Option<Cursor>,
+    limit: i64,
+    outer: &str,
+) -> crate::Result<Vec<Reading>> {
+    let (order, compare, bound) = if filter.newest_first {
+        ("DESC", "<", "<=")
     } else {
-        ("ASC", ">")
+        ("ASC", ">", ">=")
     };
     let sql = format!(
-        "SELECT {COLUMNS} FROM vitals v {DIASTOLIC_JOIN}
-         WHERE v.patient_id = $1 AND v.metric = ANY($2)
-           AND ($3::timestamptz IS NULL OR v.time >= $3)
-           AND ($4::timestamptz IS NULL OR v.time < $4)
-           AND ($5::timestamptz IS NULL OR (v.time, v.device_id, v.metric) {compare} ($5, $6, $7))
-         ORDER BY v.time {order}, v.device_id {order}, v.metric {order}
-         LIMIT $8"
+        "SELECT r.* FROM unnest($2::text[]) AS m(metric)
+         CROSS JOIN LATERAL (
+             SELECT {COLUMNS} FROM vitals v {DIASTOLIC_JOIN}
+             WHERE v.patient_id = $1 AND v.metric = m.metric
+               AND ($3::timestamptz IS NULL OR v.time >= $3)
+               AND ($4::timestamptz IS NULL OR v.time < $4)
+               AND ($5::timestamptz IS NULL OR v.time {bound} $5)
+               AND ($5::timestamptz IS NULL OR (v.time, v.device_id, v.metric) {compare} ($5, $6, $7))
+             ORDER BY v.time {order}, v.device_id {order}
+             LIMIT $8
+         ) r
+         {outer}"
     );
     let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(filter.patient_id)
@@ -174,7 +207,7 @@ pub async fn page(
         .bind(after.map(|c| c.time))
         .bind(after.map(|c| c.device_id))
         .bind(after.map(|c| c.metric.name()))
-        .bind(limit.clamp(0, 10_000))
+        .bind(limit)
         .fetch_all(db)
         .await?;
     Ok(rows.into_iter().filter_map(reading).collect())
@@ -231,27 +264,18 @@ pub async fn get(
 /// # Errors
 /// When the database fails.
 pub async fn last_n(db: &PgPool, filter: &Filter, max: i64) -> crate::Result<Vec<Reading>> {
-    // One index scan per metric (LATERAL), however many readings there are.
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT r.* FROM unnest($2::text[]) AS m(metric)
-         CROSS JOIN LATERAL (
-             SELECT {COLUMNS} FROM vitals v {DIASTOLIC_JOIN}
-             WHERE v.patient_id = $1 AND v.metric = m.metric
-               AND ($3::timestamptz IS NULL OR v.time >= $3)
-               AND ($4::timestamptz IS NULL OR v.time < $4)
-             ORDER BY v.time DESC
-             LIMIT $5
-         ) r
-         ORDER BY r.metric, r.time DESC"
-    )))
-    .bind(filter.patient_id)
-    .bind(filter.metric_names())
-    .bind(filter.from)
-    .bind(filter.to)
-    .bind(max.clamp(1, 1000))
-    .fetch_all(db)
-    .await?;
-    Ok(rows.into_iter().filter_map(reading).collect())
+    let newest = Filter {
+        newest_first: true,
+        ..filter.clone()
+    };
+    per_metric(
+        db,
+        &newest,
+        None,
+        max.clamp(1, 1000),
+        "ORDER BY r.metric, r.time DESC",
+    )
+    .await
 }
 
 #[cfg(test)]

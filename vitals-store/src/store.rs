@@ -124,3 +124,18 @@ pub async fn insert_rejected(
     .await?;
     Ok(())
 }
+
+/// Deletes refused messages received before `before` (retention); returns
+/// how many.
+///
+/// # Errors
+/// When the database fails.
+pub async fn purge_rejected_before(db: &sqlx::PgPool, before: DateTime<Utc>) -> crate::Result<u64> {
+    Ok(
+        sqlx::query("DELETE FROM rejected_messages WHERE received_at < $1")
+            .bind(before)
+            .execute(db)
+            .await?
+            .rows_affected(),
+    )
+}

@@ -18,8 +18,11 @@ pub struct ResourceSupport {
     pub resource_type: &'static str,
     /// The profile its instances claim or follow, if any.
     pub profile: Option<&'static str>,
-    /// Whether clients may create and update it (with `If-Match`).
+    /// Whether clients may create and update it (with `If-Match`); such
+    /// types also answer `vread` of their current version.
     pub writable: bool,
+    /// Whether its instances carry `meta.versionId` (and an ETag).
+    pub versioned: bool,
     /// Search parameters.
     pub search: &'static [SearchParam],
     /// Instance or type operations: name and definition URL.
@@ -34,6 +37,7 @@ pub const SUPPORTED: &[ResourceSupport] = &[
         resource_type: "Patient",
         profile: None,
         writable: true,
+        versioned: true,
         search: &[
             ("_id", "token", "The patient's id"),
             (
@@ -61,6 +65,7 @@ pub const SUPPORTED: &[ResourceSupport] = &[
         resource_type: "Practitioner",
         profile: None,
         writable: false,
+        versioned: false,
         search: &[
             ("_id", "token", "The practitioner's id"),
             ("name", "string", "Part of the name"),
@@ -72,6 +77,7 @@ pub const SUPPORTED: &[ResourceSupport] = &[
         resource_type: "Device",
         profile: None,
         writable: false,
+        versioned: false,
         search: &[(
             "patient",
             "reference",
@@ -84,6 +90,7 @@ pub const SUPPORTED: &[ResourceSupport] = &[
         resource_type: "Appointment",
         profile: None,
         writable: true,
+        versioned: true,
         search: &[
             ("_id", "token", "The appointment's id"),
             ("date", "date", "Start, with prefixes"),
@@ -102,6 +109,7 @@ pub const SUPPORTED: &[ResourceSupport] = &[
         resource_type: "Encounter",
         profile: None,
         writable: false,
+        versioned: true,
         search: &[
             ("patient", "reference", "The patient"),
             ("date", "date", "Start of the encounter, with prefixes"),
@@ -113,6 +121,7 @@ pub const SUPPORTED: &[ResourceSupport] = &[
         resource_type: "Observation",
         profile: Some("http://hl7.org/fhir/StructureDefinition/vitalsigns"),
         writable: false,
+        versioned: false,
         search: &[
             ("patient", "reference", "The patient (required, or subject)"),
             ("subject", "reference", "The patient"),
@@ -130,6 +139,7 @@ pub const SUPPORTED: &[ResourceSupport] = &[
         resource_type: "Consent",
         profile: None,
         writable: false,
+        versioned: false,
         search: &[("patient", "reference", "The patient")],
         operations: &[],
         documentation: "The telemedicine consents patients accepted.",
@@ -138,6 +148,7 @@ pub const SUPPORTED: &[ResourceSupport] = &[
         resource_type: "AuditEvent",
         profile: None,
         writable: false,
+        versioned: false,
         search: &[
             (
                 "patient",
@@ -153,6 +164,7 @@ pub const SUPPORTED: &[ResourceSupport] = &[
         resource_type: "Flag",
         profile: None,
         writable: false,
+        versioned: false,
         search: &[("patient", "reference", "The patient")],
         operations: &[],
         documentation: "Alerts (thresholds, NEWS2, device offline): active while open or acknowledged; severity in the flag-priority extension.",
@@ -167,6 +179,7 @@ pub fn capability_statement(base: &FhirBase, software_version: &str, now: DateTi
             let mut interactions =
                 vec![json!({ "code": "read" }), json!({ "code": "search-type" })];
             if r.writable {
+                interactions.push(json!({ "code": "vread", "documentation": "The current version only: Bedside keeps no history." }));
                 interactions.push(json!({ "code": "create" }));
                 interactions.push(json!({ "code": "update" }));
             }
@@ -174,7 +187,11 @@ pub fn capability_statement(base: &FhirBase, software_version: &str, now: DateTi
                 "type": r.resource_type,
                 "documentation": r.documentation,
                 "interaction": interactions,
-                "versioning": if r.writable { "versioned-update" } else { "no-version" },
+                "versioning": match (r.writable, r.versioned) {
+                    (true, _) => "versioned-update",
+                    (false, true) => "versioned",
+                    (false, false) => "no-version",
+                },
                 "readHistory": false,
                 "updateCreate": false,
                 "conditionalCreate": false,

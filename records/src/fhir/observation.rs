@@ -143,8 +143,9 @@ impl VitalSign {
             VitalSign::BodyTemperature => Some("bodytemp"),
             VitalSign::BloodPressure => Some("bp"),
             VitalSign::BodyWeight => Some("bodyweight"),
-            VitalSign::SupplementalOxygen => Some("vitalsigns"),
-            VitalSign::Glucose | VitalSign::Consciousness => None,
+            // A coded air-or-oxygen answer is not the vital-signs
+            // profile's Quantity.
+            VitalSign::SupplementalOxygen | VitalSign::Glucose | VitalSign::Consciousness => None,
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::audit::AuditEntry;
 use crate::consents::Consent;
 use crate::devices::Device;
 use crate::domain::{AppointmentKind, ConsentRecorder, DeviceKind};
+use crate::notes::Note;
 use crate::patients::Patient;
 use crate::practitioners::Practitioner;
 
@@ -39,7 +40,8 @@ pub fn patient(base: &FhirBase, p: &Patient) -> Value {
             "system": base.mrn_system,
             "value": p.mrn
         }],
-        "active": true,
+        // An erased patient is a pseudonymous shell, no longer in use.
+        "active": p.erased_at.is_none(),
         "name": [{ "use": "official", "family": p.family_name, "given": given }],
         "gender": p.sex.as_str(),
         "birthDate": p.birth_date.format("%Y-%m-%d").to_string()
@@ -325,6 +327,34 @@ pub fn flag(base: &FhirBase, alert: &bedside_vitals_store::alerts::Alert) -> Val
         "subject": reference("Patient", alert.patient_id, None),
         "period": period
     })
+}
+
+/// A visit note as a DocumentReference (LOINC 11506-3, progress note):
+/// signed notes are `final`, drafts `preliminary`; an amendment `appends`
+/// to the note it amends. The text travels as a base64 attachment.
+pub fn document_reference(note: &Note) -> Value {
+    use base64::Engine as _;
+    let mut resource = json!({
+        "resourceType": "DocumentReference",
+        "id": note.id.to_string(),
+        "status": "current",
+        "docStatus": if note.signed_at.is_some() { "final" } else { "preliminary" },
+        "type": { "coding": [{ "system": super::LOINC, "code": "11506-3", "display": "Progress note" }] },
+        "subject": reference("Patient", note.patient_id, None),
+        "date": instant(note.updated_at),
+        "author": [{ "display": note.author_name }],
+        "content": [{ "attachment": {
+            "contentType": "text/plain; charset=utf-8",
+            "data": base64::engine::general_purpose::STANDARD.encode(note.text.as_bytes()),
+            "creation": instant(note.created_at)
+        } }],
+        "context": { "related": [reference("Appointment", note.appointment_id, None)] }
+    });
+    if let Some(amended) = note.amends_note_id {
+        resource["relatesTo"] =
+            json!([{ "code": "appends", "target": reference("DocumentReference", amended, None) }]);
+    }
+    resource
 }
 
 #[cfg(test)]

@@ -225,7 +225,8 @@ fn parse_date_time(
 pub struct Token {
     /// `None`: any system; `Some(None)`: no system; `Some(Some(s))`: system `s`.
     pub system: Option<Option<String>>,
-    /// The code or identifier value.
+    /// The code or identifier value; empty for `system|` (any code of the
+    /// system).
     pub code: String,
 }
 
@@ -240,13 +241,22 @@ impl Token {
             Some((system, code)) => (Some(Some(system.to_owned())), code),
             None => (None, raw),
         };
-        if code.is_empty() {
-            return Err(SearchError::new(param, "needs a code after the '|'"));
+        // `system|` (any code of that system) is the one way to have no code.
+        if code.is_empty() && !matches!(system, Some(Some(_))) {
+            return Err(SearchError::new(
+                param,
+                "needs a code (system|code, |code or code)",
+            ));
         }
         Ok(Token {
             system,
             code: code.to_owned(),
         })
+    }
+
+    /// Whether the token matches every code of its system (`system|`).
+    pub fn any_code(&self) -> bool {
+        self.code.is_empty()
     }
 
     /// Whether the token allows `system`.
@@ -432,7 +442,14 @@ mod tests {
             }
         );
         assert_eq!(Token::parse("code", "|x").unwrap().system, Some(None));
-        assert!(Token::parse("code", "http://loinc.org|").is_err());
+        assert!(
+            Token::parse("code", "http://loinc.org|")
+                .unwrap()
+                .any_code()
+        );
+        for bad in ["", "|"] {
+            assert!(Token::parse("code", bad).is_err(), "{bad:?}");
+        }
         let id = uuid::Uuid::new_v4();
         for raw in [
             id.to_string(),

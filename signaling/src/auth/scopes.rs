@@ -1,9 +1,11 @@
 //! SMART on FHIR scopes: what a token minted for a FHIR client may do.
 //!
 //! A scope names a context, a resource type (or `*`) and what may be done:
-//! `patient/Observation.read`, `user/*.read`, `system/*.write`, or the
-//! SMART v2 letters (`.rs` read and search, `.cu` create and update,
-//! `.cruds`). One token holds scopes of one context:
+//! `patient/Observation.read`, `user/*.read`, `system/*.write` (SMART v1:
+//! read is read and search, write is create and update), or SMART v2
+//! letters, each its own permission (`.r` read, `.s` search, `.c` create,
+//! `.u` update; `.d` delete is accepted but grants nothing, as nothing can
+//! be deleted). One token holds scopes of one context:
 //! - `patient/`: only the one patient the token is bound to;
 //! - `user/`: what the signed-in staff member may see anyway;
 //! - `system/`: the whole clinic, for a backend integration; only admins
@@ -40,13 +42,35 @@ impl ScopeContext {
     }
 }
 
-/// Reading or writing.
+/// What a request does with a resource type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
-    /// Read and search.
+    /// Read one resource (`r`; also what an operation such as
+    /// `$everything` returns).
     Read,
-    /// Create and update.
-    Write,
+    /// Search (`s`).
+    Search,
+    /// Create (`c`).
+    Create,
+    /// Update (`u`).
+    Update,
+}
+
+impl Need {
+    const ALL: [Need; 4] = [Need::Create, Need::Read, Need::Update, Need::Search];
+
+    fn index(self) -> usize {
+        match self {
+            Need::Create => 0,
+            Need::Read => 1,
+            Need::Update => 2,
+            Need::Search => 3,
+        }
+    }
+
+    fn letter(self) -> char {
+        ['c', 'r', 'u', 's'][self.index()]
+    }
 }
 
 /// What a scoped token allows.
@@ -54,8 +78,8 @@ pub enum Need {
 pub struct Grant {
     /// The one context of its scopes.
     pub context: ScopeContext,
-    read: u16,
-    write: u16,
+    /// Per [`Need`] (by its index), a bit per resource type of [`SUPPORTED`].
+    allowed: [u16; 4],
     /// The patient of a `patient/` grant.
     pub patient: Option<PatientId>,
 }
@@ -99,7 +123,7 @@ impl Grant {
     /// than one context, or none that grants anything.
     pub fn parse(raw: &str) -> Result<Grant, ScopeError> {
         let mut context = None;
-        let (mut read, mut write) = (0u16, 0u16);
+        let mut allowed = [0u16; 4];
         for scope in raw.split_ascii_whitespace() {
             if IGNORED.contains(&scope) {
                 continue;
@@ -126,35 +150,36 @@ impl Grant {
                 .ok_or_else(|| error("is not context/Resource.permission"))?;
             let bits = type_bits(resource)
                 .ok_or_else(|| error("names a resource type this server does not serve"))?;
-            let (r, w) = match permission {
-                "read" => (true, false),
-                "write" => (false, true),
-                "*" => (true, true),
-                letters if is_v2(letters) => (
-                    letters.contains('r') || letters.contains('s'),
-                    letters.contains('c') || letters.contains('u'),
-                ),
+            let needs: &[Need] = match permission {
+                "read" => &[Need::Read, Need::Search],
+                "write" => &[Need::Create, Need::Update],
+                "*" => &Need::ALL,
+                letters if is_v2(letters) => &Need::ALL,
                 _ => {
                     return Err(error(
                         "the permission must be read, write, * or SMART v2 letters (cruds)",
                     ));
                 }
             };
-            if r {
-                read |= bits;
-            }
-            if w {
-                write |= bits;
+            // v2 letters name each permission; v1 words name groups of them.
+            let v2 = is_v2(permission);
+            for need in needs {
+                if !v2 || permission.contains(need.letter()) {
+                    allowed[need.index()] |= bits;
+                }
             }
         }
-        let context = context.ok_or(ScopeError {
+        let nothing = ScopeError {
             scope: raw.to_owned(),
             reason: "grants no access to any resource",
-        })?;
+        };
+        let context = context.ok_or_else(|| nothing.clone())?;
+        if allowed.iter().all(|bits| *bits == 0) {
+            return Err(nothing);
+        }
         Ok(Grant {
             context,
-            read,
-            write,
+            allowed,
             patient: None,
         })
     }
@@ -170,26 +195,25 @@ impl Grant {
         let Some(bit) = type_bits(resource_type) else {
             return false;
         };
-        let set = match need {
-            Need::Read => self.read,
-            Need::Write => self.write,
-        };
-        set & bit != 0
+        self.allowed[need.index()] & bit != 0
     }
 
-    /// The scopes written out again, normalised (`context/Type.read` and
-    /// `.write`), for the token response.
+    /// The scopes written out again, normalised to SMART v2 letters
+    /// (`context/Type.rs`), for the token response.
     pub fn to_scope_string(&self) -> String {
         let mut scopes = Vec::new();
         for (i, r) in SUPPORTED.iter().enumerate() {
-            for (set, permission) in [(self.read, "read"), (self.write, "write")] {
-                if set & (1 << i) != 0 {
-                    scopes.push(format!(
-                        "{}/{}.{permission}",
-                        self.context.as_str(),
-                        r.resource_type
-                    ));
-                }
+            let letters: String = Need::ALL
+                .into_iter()
+                .filter(|need| self.allowed[need.index()] & (1 << i) != 0)
+                .map(Need::letter)
+                .collect();
+            if !letters.is_empty() {
+                scopes.push(format!(
+                    "{}/{}.{letters}",
+                    self.context.as_str(),
+                    r.resource_type
+                ));
             }
         }
         scopes.join(" ")
@@ -217,16 +241,28 @@ mod tests {
     fn v1_and_v2_scopes_grant_what_they_name() {
         let g = Grant::parse("openid fhirUser user/Observation.read user/Patient.*").unwrap();
         assert_eq!(g.context, ScopeContext::User);
-        assert!(g.allows("Observation", Need::Read));
-        assert!(!g.allows("Observation", Need::Write));
-        assert!(g.allows("Patient", Need::Write));
+        assert!(g.allows("Observation", Need::Read) && g.allows("Observation", Need::Search));
+        assert!(!g.allows("Observation", Need::Create) && !g.allows("Observation", Need::Update));
+        assert!(g.allows("Patient", Need::Create) && g.allows("Patient", Need::Update));
         assert!(!g.allows("Appointment", Need::Read));
 
         let g = Grant::parse("patient/*.rs").unwrap();
-        assert!(g.allows("Flag", Need::Read) && !g.allows("Patient", Need::Write));
-        let g = Grant::parse("system/Appointment.cu").unwrap();
-        assert!(g.allows("Appointment", Need::Write) && !g.allows("Appointment", Need::Read));
+        assert!(g.allows("Flag", Need::Read) && g.allows("Flag", Need::Search));
+        assert!(!g.allows("Patient", Need::Update));
         assert!(!g.allows("Medication", Need::Read));
+    }
+
+    #[test]
+    fn each_v2_letter_grants_its_own_permission_only() {
+        let g = Grant::parse("system/Appointment.c").unwrap();
+        assert!(g.allows("Appointment", Need::Create));
+        for need in [Need::Read, Need::Search, Need::Update] {
+            assert!(!g.allows("Appointment", need), "{need:?}");
+        }
+        let g = Grant::parse("user/Observation.s").unwrap();
+        assert!(g.allows("Observation", Need::Search) && !g.allows("Observation", Need::Read));
+        let g = Grant::parse("user/Patient.r").unwrap();
+        assert!(g.allows("Patient", Need::Read) && !g.allows("Patient", Need::Search));
     }
 
     #[test]
@@ -242,6 +278,7 @@ mod tests {
             ("user/Patient.sr", "user/Patient.sr"),
             ("user/Patient", "user/Patient"),
             ("openid", "openid"),
+            ("user/Patient.d", "user/Patient.d"),
             ("", ""),
         ] {
             assert_eq!(Grant::parse(raw).unwrap_err().scope, scope, "{raw}");
@@ -250,7 +287,13 @@ mod tests {
 
     #[test]
     fn the_normalised_string_parses_to_the_same_grant() {
-        let g = Grant::parse("user/*.read user/Patient.write").unwrap();
-        assert_eq!(Grant::parse(&g.to_scope_string()).unwrap(), g);
+        for raw in [
+            "user/*.read user/Patient.write",
+            "patient/Observation.rs",
+            "system/Appointment.cu",
+        ] {
+            let g = Grant::parse(raw).unwrap();
+            assert_eq!(Grant::parse(&g.to_scope_string()).unwrap(), g, "{raw}");
+        }
     }
 }

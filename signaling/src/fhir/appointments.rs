@@ -35,6 +35,8 @@ fn filter(
 ) -> Result<AppointmentFilter, SearchError> {
     let mut filter = AppointmentFilter {
         started_only: encounters,
+        // An Encounter's date is its period, an Appointment's its start.
+        by_period: encounters,
         ..Default::default()
     };
     for token in search::tokens(query, "_id")? {
@@ -59,13 +61,12 @@ fn filter(
                 "Practitioner",
             )?));
         }
-        for token in search::tokens(query, "status")? {
+        let statuses = search::tokens(query, "status")?;
+        for token in &statuses {
             match appointment_status_from_fhir(&token.code) {
                 Some(status) => filter.statuses.push(status),
                 // A FHIR status Bedside never uses matches nothing.
-                None if is_fhir_appointment_status(&token.code) => {
-                    filter.ids = vec![AppointmentId(uuid::Uuid::nil())];
-                }
+                None if is_fhir_appointment_status(&token.code) => {}
                 None => {
                     return Err(SearchError::new(
                         "status",
@@ -73,6 +74,9 @@ fn filter(
                     ));
                 }
             }
+        }
+        if !statuses.is_empty() && filter.statuses.is_empty() {
+            filter.ids = vec![AppointmentId(uuid::Uuid::nil())];
         }
     }
     Ok(filter)
@@ -103,7 +107,7 @@ async fn search_rows(
         ctx,
         state,
         resource_type,
-        Need::Read,
+        Need::Search,
         Access::AnyStaff,
         action,
         true,
@@ -192,21 +196,23 @@ async fn guarded(
         Err(_) => None,
     };
     let Some(appointment) = found else {
+        // Decided as nobody's record: a caller who may not see every
+        // patient gets 403 whether or not the id exists.
         reach(
             ctx,
             state,
             resource_type,
             need,
-            Access::AnyStaff,
+            Access::Patient(PatientId(uuid::Uuid::nil())),
             action,
-            true,
+            false,
         )
         .await?;
         return Err(ApiError::not_found(resource_type));
     };
     let access = match need {
-        Need::Read => Access::Appointment(&appointment),
-        Need::Write => Access::ManageAppointment(&appointment),
+        Need::Update => Access::ManageAppointment(&appointment),
+        _ => Access::Appointment(&appointment),
     };
     reach(ctx, state, resource_type, need, access, action, false).await?;
     Ok(appointment)
@@ -231,6 +237,15 @@ pub(super) async fn read(
         StatusCode::OK,
         resources::appointment(&base(&state), &appointment),
     ))
+}
+
+/// `GET /fhir/Appointment/{id}/_history/{version}`: the current version only.
+pub(super) async fn vread(
+    state: State<AppState>,
+    ctx: Ctx,
+    ApiPath((id, version)): ApiPath<(String, String)>,
+) -> Result<Fhir, ApiError> {
+    super::current_version(read(state, ctx, ApiPath(id)).await?, &version)
 }
 
 /// `GET /fhir/Encounter/{id}`: 404 until the visit has started.
@@ -268,7 +283,7 @@ pub(super) async fn create(
         &ctx,
         &state,
         "Appointment",
-        Need::Write,
+        Need::Create,
         Access::Book {
             practitioner: parsed.practitioner,
             patient: parsed.patient,
@@ -329,7 +344,7 @@ pub(super) async fn update(
         &ctx,
         &id,
         "Appointment",
-        Need::Write,
+        Need::Update,
         "fhir.appointment.update",
     )
     .await?;

@@ -21,6 +21,7 @@ mod appointments;
 mod observations;
 mod others;
 mod patients;
+pub(crate) mod record;
 
 use axum::Router;
 use axum::body::Body;
@@ -40,7 +41,6 @@ use crate::auth::Caller;
 use crate::auth::scopes::{Grant, Need};
 use crate::error::ApiError;
 use crate::policy::{Access, Ctx};
-use bedside_records::audit::Outcome;
 use bedside_records::domain::StaffRole;
 
 /// The `/fhir` routes (nested by [`crate::router`]).
@@ -50,6 +50,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/Patient", get(patients::search).post(patients::create))
         .route("/Patient/{id}", get(patients::read).put(patients::update))
         .route("/Patient/{id}/$everything", get(patients::everything))
+        .route("/Patient/{id}/_history/{version}", get(patients::vread))
         .route("/Observation", get(observations::search))
         .route("/Observation/$lastn", get(observations::last_n))
         .route("/Observation/{id}", get(observations::read))
@@ -60,6 +61,10 @@ pub(crate) fn router() -> Router<AppState> {
         .route(
             "/Appointment/{id}",
             get(appointments::read).put(appointments::update),
+        )
+        .route(
+            "/Appointment/{id}/_history/{version}",
+            get(appointments::vread),
         )
         .route("/Encounter", get(appointments::search_encounters))
         .route("/Encounter/{id}", get(appointments::read_encounter))
@@ -141,7 +146,23 @@ impl Fhir {
         }
         response
     }
+}
 
+/// `vread`: the resource if `version` is its current one (Bedside keeps no
+/// history), 404 otherwise.
+pub(crate) fn current_version(resource: Fhir, version: &str) -> Result<Fhir, ApiError> {
+    if resource.body["meta"]["versionId"].as_str() == Some(version) {
+        Ok(resource)
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such version: Bedside keeps the current version only",
+        ))
+    }
+}
+
+impl Fhir {
     /// Adds `Location` (after a create).
     pub(crate) fn with_location(mut self, url: &str) -> Self {
         if let Ok(value) = HeaderValue::from_str(url) {
@@ -293,9 +314,28 @@ pub(crate) fn search_query(
     let strict = headers
         .get("prefer")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').any(|p| p.trim() == "handling=strict"));
+        .is_some_and(|v| v.split([',', ';']).any(|p| p.trim() == "handling=strict"));
     if unknown.is_empty() {
         return Ok(query);
+    }
+    // Dropping these would make the search broader than asked, so they are
+    // refused even when leniency ignores other unknown parameters.
+    for name in &unknown {
+        let (base_name, modifier) = name.split_once(':').unwrap_or((name, ""));
+        if !modifier.is_empty() && known_refs.contains(&base_name) {
+            return Err(bad_search(SearchError::new(
+                *name,
+                format!("the :{modifier} modifier is not supported here"),
+            )));
+        }
+        if base_name == "_id" {
+            return Err(bad_search(SearchError::new(
+                "_id",
+                format!(
+                    "is not supported for {resource_type}; read {resource_type}/{{id}} instead"
+                ),
+            )));
+        }
     }
     if strict {
         return Err(bad_search(SearchError::new(
@@ -414,6 +454,17 @@ impl Reach {
     }
 }
 
+/// The patient a `patient/` token is bound to, if the caller holds one:
+/// per-patient searches default to it.
+pub(crate) fn token_patient(ctx: &Ctx) -> Option<PatientId> {
+    match ctx.caller() {
+        Ok(Caller::Staff {
+            grant: Some(grant), ..
+        }) => grant.patient,
+        _ => None,
+    }
+}
+
 /// Decides a read of one resource that belongs to a patient, under the
 /// rule for that patient's record. A resource that does not exist is
 /// decided as nobody's, so the answer (403 or 404) does not reveal to a
@@ -480,7 +531,7 @@ pub(crate) async fn reach(
         ),
         // Patients' visit sessions and guests use the call, not the records API.
         Caller::Patient { .. } | Caller::Guest { .. } => {
-            ctx.audit_attempt(state, caller.role_name(), None, action, Outcome::Denied)
+            ctx.audit_denied(state, &caller, access.patient(), action)
                 .await?;
             return Err(ApiError::forbidden());
         }
@@ -492,17 +543,13 @@ pub(crate) async fn reach(
             access.patient().is_some_and(|p| p != only) || matches!(access, Access::Admin)
         });
         if !grant.allows(resource_type, need) || outside_patient {
-            ctx.audit_attempt(
-                state,
-                caller.role_name(),
-                access.patient(),
-                action,
-                Outcome::Denied,
-            )
-            .await?;
+            ctx.audit_denied(state, &caller, access.patient(), action)
+                .await?;
             let what = match need {
                 Need::Read => "read",
-                Need::Write => "write",
+                Need::Search => "search",
+                Need::Create => "create",
+                Need::Update => "update",
             };
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,

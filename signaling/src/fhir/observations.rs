@@ -10,7 +10,7 @@ use bedside_vitals_store::metric::Metric;
 use bedside_vitals_store::observations::{self as readings, Cursor, Filter};
 use serde_json::Value;
 
-use super::{Fhir, bad_search, base, reach, read_owned, search_link, search_query};
+use super::{Fhir, bad_search, base, reach, read_owned, search_link, search_query, token_patient};
 use crate::app::AppState;
 use crate::auth::scopes::Need;
 use crate::error::ApiError;
@@ -46,11 +46,15 @@ fn metrics(query: &Query) -> Result<Vec<Metric>, SearchError> {
     let codes = search::tokens(query, "code")?;
     if !codes.is_empty() {
         signs = Some(
-            codes
-                .iter()
-                .filter(|t| t.allows_system(LOINC))
-                .filter_map(|t| VitalSign::from_loinc(&t.code))
-                .collect(),
+            if codes.iter().any(|t| t.any_code() && t.allows_system(LOINC)) {
+                VitalSign::ALL.to_vec()
+            } else {
+                codes
+                    .iter()
+                    .filter(|t| t.allows_system(LOINC))
+                    .filter_map(|t| VitalSign::from_loinc(&t.code))
+                    .collect()
+            },
         );
     }
     let categories = search::tokens(query, "category")?;
@@ -110,7 +114,7 @@ pub(super) async fn search(
         &ctx,
         &state,
         "Observation",
-        Need::Read,
+        Need::Search,
         Access::Patient(patient),
         "fhir.observation.search",
         false,
@@ -160,16 +164,6 @@ pub(super) async fn search(
     Ok(Fhir::ok(bundle::searchset(&base, resources, total, &links)))
 }
 
-/// The patient a `patient/` token is bound to, if the caller holds one.
-fn token_patient(ctx: &Ctx) -> Option<PatientId> {
-    match ctx.caller() {
-        Ok(crate::auth::Caller::Staff {
-            grant: Some(grant), ..
-        }) => grant.patient,
-        _ => None,
-    }
-}
-
 /// `GET /fhir/Observation/{id}`
 pub(super) async fn read(
     State(state): State<AppState>,
@@ -206,7 +200,7 @@ pub(super) async fn last_n(
         &ctx,
         &state,
         "Observation",
-        Need::Read,
+        Need::Search,
         Access::Patient(patient),
         "fhir.observation.lastn",
         false,
@@ -230,11 +224,7 @@ pub(super) async fn last_n(
     let base = base(&state);
     let resources: Vec<Value> = found.iter().filter_map(|r| observation(&base, r)).collect();
     let total = resources.len() as i64;
-    let self_link = format!(
-        "{}/Observation/$lastn?{}",
-        base.url,
-        raw.as_deref().unwrap_or_default()
-    );
+    let self_link = search_link(&base, "Observation/$lastn", &query, &[]);
     Ok(Fhir::ok(bundle::searchset(
         &base,
         resources,

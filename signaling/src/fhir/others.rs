@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::patients::path_id;
 use super::{
     Fhir, bad_search, base, offset_searchset, reach, read_owned, search_link, search_query,
+    token_patient,
 };
 use crate::app::AppState;
 use crate::auth::scopes::Need;
@@ -61,15 +62,9 @@ fn optional_patient(query: &Query) -> Result<Option<PatientId>, SearchError> {
 /// The patient a per-patient search is about: `patient`, or a `patient/`
 /// token's own.
 fn required_patient(ctx: &Ctx, query: &Query, resource_type: &str) -> Result<PatientId, ApiError> {
-    let token_patient = match ctx.caller() {
-        Ok(crate::auth::Caller::Staff {
-            grant: Some(grant), ..
-        }) => grant.patient,
-        _ => None,
-    };
     optional_patient(query)
         .map_err(bad_search)?
-        .or(token_patient)
+        .or_else(|| token_patient(ctx))
         .ok_or_else(|| {
             bad_search(SearchError::new(
                 "patient",
@@ -90,7 +85,7 @@ pub(super) async fn search_practitioners(
         &ctx,
         &state,
         "Practitioner",
-        Need::Read,
+        Need::Search,
         Access::AnyStaff,
         "fhir.practitioner.search",
         true,
@@ -146,14 +141,16 @@ pub(super) async fn search_devices(
     RawQuery(raw): RawQuery,
 ) -> Result<Fhir, ApiError> {
     let query = search_query("Device", raw.as_deref(), &headers, &[])?;
-    let patient = optional_patient(&query).map_err(bad_search)?;
+    let patient = optional_patient(&query)
+        .map_err(bad_search)?
+        .or_else(|| token_patient(&ctx));
     let all = match patient {
         Some(patient) => {
             reach(
                 &ctx,
                 &state,
                 "Device",
-                Need::Read,
+                Need::Search,
                 Access::Patient(patient),
                 "fhir.device.search",
                 false,
@@ -171,7 +168,7 @@ pub(super) async fn search_devices(
                 &ctx,
                 &state,
                 "Device",
-                Need::Read,
+                Need::Search,
                 Access::Admin,
                 "fhir.device.search",
                 true,
@@ -234,7 +231,7 @@ pub(super) async fn search_consents(
         &ctx,
         &state,
         "Consent",
-        Need::Read,
+        Need::Search,
         Access::Patient(patient),
         "fhir.consent.search",
         false,
@@ -274,7 +271,7 @@ pub(super) async fn search_audit_events(
         &ctx,
         &state,
         "AuditEvent",
-        Need::Read,
+        Need::Search,
         Access::Admin,
         "fhir.auditevent.search",
         false,
@@ -382,13 +379,13 @@ pub(super) async fn search_flags(
         &ctx,
         &state,
         "Flag",
-        Need::Read,
+        Need::Search,
         Access::Patient(patient),
         "fhir.flag.search",
         false,
     )
     .await?;
-    let all = bedside_vitals_store::alerts::for_patient(state.db(), patient.0, 1000).await?;
+    let all = bedside_vitals_store::alerts::for_patient(state.db(), patient.0, 100_000).await?;
     listed(&state, "Flag", &query, all, resources::flag)
 }
 

@@ -1,19 +1,14 @@
 //! `Patient`: search, read, create, update and `$everything`.
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use bedside_records::appointments::{self, AppointmentFilter};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use bedside_records::domain::Sex;
-use bedside_records::fhir::observation::observation;
 use bedside_records::fhir::search::{self, SearchError, TimeRange};
-use bedside_records::fhir::{bundle, input, resources};
+use bedside_records::fhir::{input, resources};
 use bedside_records::ids::PatientId;
-use bedside_records::patients::{self, NameMatch, PatientCriteria};
-use bedside_records::{consents, devices};
-use bedside_vitals_store::observations::{self as readings, Cursor, Filter};
-use serde_json::{Value, json};
+use bedside_records::patients::{self, NameMatch, NamePart, NameSearch, PatientCriteria};
 
 use super::{
     Fhir, bad_resource, bad_search, base, json_body, offset_searchset, reach, required_version,
@@ -52,7 +47,7 @@ pub(super) async fn search(
         &ctx,
         &state,
         "Patient",
-        Need::Read,
+        Need::Search,
         Access::AnyStaff,
         "fhir.patient.search",
         true,
@@ -91,18 +86,25 @@ fn criteria(
             uuid::Uuid::try_parse(&token.code).unwrap_or(uuid::Uuid::nil()),
         ));
     }
-    for token in search::tokens(query, "identifier")? {
-        if token.allows_system(&base.mrn_system) {
-            criteria.mrns.push(token.code);
-        } else {
-            // Another system's identifier: nothing of ours carries it.
-            criteria.mrns.push(String::new());
+    let identifiers = search::tokens(query, "identifier")?;
+    // Every patient has an MRN: `{mrn system}|` alone constrains nothing.
+    if !identifiers
+        .iter()
+        .any(|t| t.any_code() && t.allows_system(&base.mrn_system))
+    {
+        for token in identifiers {
+            if token.allows_system(&base.mrn_system) {
+                criteria.mrns.push(token.code);
+            } else {
+                // Another system's identifier: nothing of ours carries it.
+                criteria.mrns.push(String::new());
+            }
         }
     }
-    for (param, texts) in [
-        ("name", &mut criteria.names),
-        ("family", &mut criteria.family),
-        ("given", &mut criteria.given),
+    for (param, part) in [
+        ("name", NamePart::Any),
+        ("family", NamePart::Family),
+        ("given", NamePart::Given),
     ] {
         for (modifier, how) in [
             ("", NameMatch::Prefix),
@@ -117,10 +119,11 @@ fn criteria(
                         "must be 1 to 100 characters",
                     ));
                 }
-                if how != NameMatch::Prefix {
-                    criteria.name_match = how;
-                }
-                texts.push(value.trim().to_owned());
+                criteria.names.push(NameSearch {
+                    part,
+                    text: value.trim().to_owned(),
+                    how,
+                });
             }
         }
     }
@@ -162,6 +165,15 @@ pub(super) async fn read(
     ))
 }
 
+/// `GET /fhir/Patient/{id}/_history/{version}`: the current version only.
+pub(super) async fn vread(
+    state: State<AppState>,
+    ctx: Ctx,
+    ApiPath((id, version)): ApiPath<(String, String)>,
+) -> Result<Fhir, ApiError> {
+    super::current_version(read(state, ctx, ApiPath(id)).await?, &version)
+}
+
 /// `POST /fhir/Patient`: registers a patient (admins, as in the REST API).
 pub(super) async fn create(
     State(state): State<AppState>,
@@ -172,7 +184,7 @@ pub(super) async fn create(
         &ctx,
         &state,
         "Patient",
-        Need::Write,
+        Need::Create,
         Access::Admin,
         "fhir.patient.create",
         false,
@@ -205,7 +217,7 @@ pub(super) async fn update(
         &ctx,
         &state,
         "Patient",
-        Need::Write,
+        Need::Update,
         Access::AdminFor(id),
         "fhir.patient.update",
         false,
@@ -222,15 +234,9 @@ pub(super) async fn update(
     ))
 }
 
-/// Readings per streamed chunk of `$everything`: memory stays at one page
-/// whatever the patient's history.
-const EVERYTHING_PAGE: i64 = 1000;
-
 /// `GET /fhir/Patient/{id}/$everything`: the patient's whole record as one
-/// searchset Bundle, streamed. The record's small parts (patient, devices,
-/// appointments and encounters, consents, alerts) come first; then every
-/// reading, oldest first, a page at a time. The types a scoped token may
-/// not read are left out.
+/// searchset Bundle, streamed ([`super::record`]). The types a scoped token
+/// may not read are left out.
 pub(super) async fn everything(
     State(state): State<AppState>,
     ctx: Ctx,
@@ -247,152 +253,19 @@ pub(super) async fn everything(
         false,
     )
     .await?;
-    let may = |resource_type: &str| reach.may_read(resource_type);
     let base = base(&state);
-    let db = state.db().clone();
-    let patient = patients::get(&db, id).await?;
-    let mut head: Vec<Value> = vec![resources::patient(&base, &patient)];
-    if may("Device") {
-        for assignment in devices::for_patient(&db, id).await? {
-            if assignment.assigned_to.is_none() {
-                head.push(resources::device(&base, &assignment.device));
-            }
-        }
-    }
-    let (visits, _) = appointments::page(
-        &db,
-        &AppointmentFilter {
-            patient_id: Some(id),
-            ..Default::default()
-        },
-        0,
-        1000,
-    )
-    .await?;
-    for visit in &visits {
-        if may("Appointment") {
-            head.push(resources::appointment(&base, visit));
-        }
-        if may("Encounter")
-            && let Some(encounter) = resources::encounter(visit)
-        {
-            head.push(encounter);
-        }
-    }
-    if may("Consent") {
-        for consent in consents::for_patient(&db, id).await? {
-            head.push(resources::consent(&base, &consent));
-        }
-    }
-    if may("Flag") {
-        for alert in bedside_vitals_store::alerts::for_patient(&db, id.0, 1000).await? {
-            head.push(resources::flag(&base, &alert));
-        }
-    }
-
-    let mut opening = serde_json::to_vec(&json!({
-        "resourceType": "Bundle",
-        "id": uuid::Uuid::new_v4().to_string(),
-        "meta": { "lastUpdated": bedside_records::fhir::instant(chrono::Utc::now()) },
-        "type": "searchset",
-        "link": [{ "relation": "self", "url": format!("{}/Patient/{id}/$everything", base.url) }],
-    }))
-    .unwrap_or_default();
-    // Reopen the object to append the entry array as the stream goes.
-    opening.pop();
-    opening.extend_from_slice(b",\"entry\":[");
-    let mut first = true;
-    for resource in head {
-        push_entry(&mut opening, &base, resource, &mut first);
-    }
-
-    let filter = Filter {
-        patient_id: id.0,
-        metrics: Vec::new(),
-        from: None,
-        to: None,
-        newest_first: false,
-    };
-    struct Streaming {
-        db: sqlx::PgPool,
-        base: bedside_records::fhir::FhirBase,
-        filter: Filter,
-        cursor: Option<Cursor>,
-        first: bool,
-        state: Stage,
-    }
-    enum Stage {
-        Opening(Vec<u8>),
-        Readings,
-        Closing,
-        Done,
-    }
-    let start = Streaming {
-        db,
+    let self_link = format!("{}/Patient/{id}/$everything", base.url);
+    super::record::stream(
+        state.db(),
         base,
-        filter,
-        cursor: None,
-        first,
-        state: Stage::Opening(opening),
-    };
-    let with_readings = may("Observation");
-    let stream = futures::stream::unfold(start, move |mut s| async move {
-        match std::mem::replace(&mut s.state, Stage::Done) {
-            Stage::Opening(bytes) => {
-                s.state = if with_readings {
-                    Stage::Readings
-                } else {
-                    Stage::Closing
-                };
-                Some((Ok::<_, std::io::Error>(Bytes::from(bytes)), s))
-            }
-            Stage::Readings => {
-                match readings::page(&s.db, &s.filter, s.cursor, EVERYTHING_PAGE).await {
-                    Ok(page) => {
-                        s.state = if (page.len() as i64) < EVERYTHING_PAGE {
-                            Stage::Closing
-                        } else {
-                            Stage::Readings
-                        };
-                        s.cursor = page.last().map(Cursor::after);
-                        let mut chunk = Vec::with_capacity(page.len() * 700);
-                        for reading in &page {
-                            if let Some(resource) = observation(&s.base, reading) {
-                                push_entry(&mut chunk, &s.base, resource, &mut s.first);
-                            }
-                        }
-                        Some((Ok(Bytes::from(chunk)), s))
-                    }
-                    Err(error) => {
-                        // The status is sent; all that is left is to cut the
-                        // body short, which the client sees as invalid JSON.
-                        tracing::error!(%error, "Patient/$everything failed while streaming");
-                        Some((Err(std::io::Error::other("database failed")), s))
-                    }
-                }
-            }
-            Stage::Closing => Some((Ok(Bytes::from_static(b"]}")), s)),
-            Stage::Done => None,
-        }
-    });
-    let mut response = (StatusCode::OK, Body::from_stream(stream)).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("application/fhir+json; charset=utf-8"),
-    );
-    Ok(response)
-}
-
-fn push_entry(
-    out: &mut Vec<u8>,
-    base: &bedside_records::fhir::FhirBase,
-    resource: Value,
-    first: &mut bool,
-) {
-    if !*first {
-        out.push(b',');
-    }
-    *first = false;
-    // Writing a `Value` into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &bundle::entry(base, resource, Some("match")));
+        id,
+        super::record::Contents {
+            may: &|resource_type| reach.may_read(resource_type),
+            notes: false,
+            audit: false,
+            bundle_type: "searchset",
+            self_link,
+        },
+    )
+    .await
 }

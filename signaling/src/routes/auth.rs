@@ -545,7 +545,7 @@ pub(crate) async fn fhir_token(
     };
     let max = state.settings().access_ttl;
     let ttl = body.expires_in.map_or(max, |secs| {
-        Duration::from_secs(secs.clamp(60, max.as_secs()))
+        Duration::from_secs(secs.min(max.as_secs()).max(1))
     });
     let keys = state.keys();
     let mut claims = keys.claims(TokenKind::Access, user.0, ttl);

@@ -9,6 +9,7 @@ pub(crate) mod guests;
 pub(crate) mod notes;
 pub(crate) mod patients;
 pub(crate) mod people;
+pub(crate) mod privacy;
 pub(crate) mod system;
 pub(crate) mod visit;
 pub(crate) mod vitals;
@@ -43,6 +44,11 @@ pub(crate) fn api_router() -> Router<AppState> {
         .route("/patients", get(patients::list).post(patients::create))
         .route("/patients/{id}", get(patients::read).put(patients::update))
         .route("/patients/{id}/devices", get(patients::devices))
+        .route("/patients/{id}/export", get(privacy::export))
+        .route(
+            "/patients/{id}/erasure",
+            get(privacy::erasure_of).post(privacy::erase),
+        )
         .route("/patients/{id}/appointments", get(patients::appointments))
         .route("/patients/{id}/notes", get(patients::notes))
         .route(

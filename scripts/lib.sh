@@ -148,18 +148,19 @@ install_node20() {
 }
 
 # wait_for_port PORT SECONDS: true once something listens on 127.0.0.1:PORT.
-# The independent FHIR validator of the tests: fhir.resources 6.1.0 (models
-# generated from HL7's FHIR R4 4.0.1 structure definitions), from PyPI,
-# pinned in tests/fhir-validator/requirements.txt, in a virtualenv under
-# target/ (rebuilt when the pins change). The FHIR tests find it there.
-ensure_fhir_validator() {
-    local venv="$ROOT/target/fhir-validator" requirements="$ROOT/tests/fhir-validator/requirements.txt"
+# The Python tools of the tests, from PyPI, pinned in
+# tests/tools/requirements.txt, in a virtualenv under target/ (rebuilt when
+# the pins change): fhir.resources 6.1.0 (the independent FHIR R4 4.0.1
+# validator), aiosmtpd (a real SMTP server for the reminders) and icalendar
+# (an independent reader of the calendar feeds).
+ensure_test_tools() {
+    local venv="$ROOT/target/test-tools" requirements="$ROOT/tests/tools/requirements.txt"
     if [ -x "$venv/bin/python" ] && cmp -s "$requirements" "$venv/requirements.txt"; then
         return 0
     fi
     command -v python3 >/dev/null 2>&1 || apt_need python3 python3
     python3 -c 'import venv, ensurepip' 2>/dev/null || apt_need python3-venv /usr/share/doc/python3-venv
-    say "installing the FHIR validator (fhir.resources, PyPI) into target/fhir-validator"
+    say "installing the tests' Python tools (PyPI) into target/test-tools"
     rm -rf "$venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"

@@ -17,7 +17,7 @@ apt_need coturn turnserver
 apt_need coreutils stdbuf
 require_toolchains
 ensure_geckodriver
-ensure_fhir_validator
+ensure_test_tools
 
 PG_DIR="$(mktemp -d /tmp/bedside-test-pg.XXXXXX)"
 chmod 755 "$PG_DIR"

@@ -1,16 +1,57 @@
 //! Patient join links: an unguessable token bound to one appointment. Only
-//! its SHA-256 is stored; issuing a new link revokes the older ones. When a
+//! its SHA-256 is stored; issuing a new link revokes the older ones.
+//!
+//! A token is the HMAC of its link's id under the server's [`LinkSecret`]
+//! (256 bits, unguessable without the secret), so the server can write the
+//! live link into a reminder days after an admin sent it, without storing
+//! the token: the reminder repeats the link the patient already has rather
+//! than replacing it. When a
 //! link may be used (from a lead time before the start until the end) is
 //! decided from the appointment by the caller, so a rescheduled visit moves
 //! its window with it.
 
+use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 use crate::ids::AppointmentId;
 
-/// A fresh token: 32 random bytes, URL-safe base64 (256 bits).
+/// The key join-link tokens are derived under (the server derives it from
+/// its signing key). Never logged.
+#[derive(Clone)]
+pub struct LinkSecret(Vec<u8>);
+
+impl LinkSecret {
+    /// A secret from key material (at least 32 bytes).
+    ///
+    /// # Panics
+    /// When shorter than 32 bytes: a configuration bug the server checks first.
+    pub fn new(key: &[u8]) -> Self {
+        assert!(
+            key.len() >= 32,
+            "a join-link secret needs at least 32 bytes"
+        );
+        Self(key.to_vec())
+    }
+
+    /// The token of link `id`: URL-safe base64 of HMAC-SHA256(secret, id).
+    fn token(&self, id: uuid::Uuid) -> String {
+        use base64::Engine as _;
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(b"bedside join link ");
+        mac.update(id.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+}
+
+impl std::fmt::Debug for LinkSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LinkSecret(<redacted>)")
+    }
+}
+
+/// A fresh random token: 32 random bytes, URL-safe base64 (256 bits).
 pub(crate) fn new_token() -> String {
     use base64::Engine as _;
     let mut bytes = [0u8; 32];
@@ -26,8 +67,13 @@ pub(crate) fn hash(token: &str) -> Vec<u8> {
 ///
 /// # Errors
 /// [`crate::RecordsError::NotFound`] for an unknown appointment.
-pub async fn issue(db: &PgPool, appointment: AppointmentId) -> crate::Result<String> {
-    let token = new_token();
+pub async fn issue(
+    db: &PgPool,
+    appointment: AppointmentId,
+    secret: &LinkSecret,
+) -> crate::Result<String> {
+    let id = uuid::Uuid::now_v7();
+    let token = secret.token(id);
     let mut tx = db.begin().await?;
     // Serialise issues for one appointment, so at most one link is live.
     let exists: Option<AppointmentId> =
@@ -45,13 +91,38 @@ pub async fn issue(db: &PgPool, appointment: AppointmentId) -> crate::Result<Str
     .execute(&mut *tx)
     .await?;
     sqlx::query("INSERT INTO join_links (id, appointment_id, token_hash) VALUES ($1, $2, $3)")
-        .bind(uuid::Uuid::now_v7())
+        .bind(id)
         .bind(appointment)
         .bind(hash(&token))
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
     Ok(token)
+}
+
+/// The token of the appointment's live link, issuing one when there is none
+/// (or only one whose token was not derived, from before derivation).
+///
+/// # Errors
+/// [`crate::RecordsError::NotFound`] for an unknown appointment.
+pub async fn live_token(
+    db: &PgPool,
+    appointment: AppointmentId,
+    secret: &LinkSecret,
+) -> crate::Result<String> {
+    let live: Option<(uuid::Uuid, Vec<u8>)> = sqlx::query_as(
+        "SELECT id, token_hash FROM join_links WHERE appointment_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(appointment)
+    .fetch_optional(db)
+    .await?;
+    if let Some((id, stored)) = live {
+        let token = secret.token(id);
+        if hash(&token) == stored {
+            return Ok(token);
+        }
+    }
+    issue(db, appointment, secret).await
 }
 
 /// The link id and appointment of a live (unrevoked) token. The link id is

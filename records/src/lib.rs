@@ -13,7 +13,8 @@
 //! - Stores over a `PgPool`, one module per concept: [`users`], [`patients`],
 //!   [`practitioners`], [`care`], [`devices`], [`appointments`],
 //!   [`join_links`], [`guest_links`], [`notes`], [`consents`], [`audit`], [`auth_state`],
-//!   [`erasure`] (a patient's identity, on a recorded request), [`retention`].
+//!   [`erasure`] (a patient's identity, on a recorded request), [`retention`],
+//!   [`reminders`] (the reminder outbox), [`calendar_feeds`].
 //! - [`fhir`]: the HL7 FHIR R4 view of these records and of the vitals —
 //!   pure mapping from rows to resources, search-parameter parsing, Bundles
 //!   and the CapabilityStatement. The HTTP routes live in the signaling crate.
@@ -38,6 +39,7 @@ pub mod appointment;
 pub mod appointments;
 pub mod audit;
 pub mod auth_state;
+pub mod calendar_feeds;
 pub mod care;
 pub mod consents;
 pub mod devices;
@@ -52,6 +54,7 @@ pub mod mosquitto;
 pub mod notes;
 pub mod patients;
 pub mod practitioners;
+pub mod reminders;
 pub mod retention;
 pub mod users;
 

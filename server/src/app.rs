@@ -197,6 +197,10 @@ impl Application {
             config.retention.clone(),
             stop_rx.clone(),
         ));
+        let reminders = tokio::spawn(crate::reminders::run(
+            crate::reminders::Sender::new(state.clone(), config.reminders.clone())?,
+            stop_rx.clone(),
+        ));
 
         let metrics_app = Router::new().route(
             "/metrics",
@@ -250,6 +254,7 @@ impl Application {
             let _ = metrics_server.await;
             let _ = sweeper.await;
             let _ = retention.await;
+            let _ = reminders.await;
             if let Some(tasks) = ingest {
                 for task in tasks {
                     let _ = task.await;

@@ -82,6 +82,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Retention periods the server enforces.
     pub retention: RetentionConfig,
+    /// Appointment reminders by e-mail and SMS.
+    pub reminders: RemindersConfig,
     /// Data-protection requests.
     pub privacy: PrivacyConfig,
     /// Logging.
@@ -102,6 +104,7 @@ impl Default for Config {
             visits: VisitsConfig::default(),
             ingest: IngestConfig::default(),
             retention: RetentionConfig::default(),
+            reminders: RemindersConfig::default(),
             privacy: PrivacyConfig::default(),
             log: LogConfig::default(),
         }
@@ -377,6 +380,48 @@ impl Default for RetentionConfig {
         Self {
             audit_days: 6 * 365,
             rejected_messages_days: 90,
+        }
+    }
+}
+
+/// Appointment reminders. E-mail needs `smtp_url`, SMS `sms_webhook_url`;
+/// with neither, no reminder is planned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemindersConfig {
+    /// How long before the start reminders go out, in minutes.
+    pub lead_minutes: Vec<i32>,
+    /// The SMTP server, e.g. `smtp://relay.clinic.example:587?tls=required`
+    /// or `smtps://user:password@smtp.example` (lettre's URL form). A
+    /// secret: it may carry the password.
+    pub smtp_url: Option<Secret>,
+    /// The sender address, e.g. `Bedside Clinic <no-reply@clinic.example>`.
+    pub from: String,
+    /// Where text messages are POSTed as JSON `{id, to, text}`.
+    pub sms_webhook_url: Option<String>,
+    /// When set, each webhook call is signed: `X-Bedside-Signature:
+    /// sha256=<hex HMAC-SHA256 of the body>`.
+    pub sms_webhook_secret: Option<Secret>,
+    /// Seconds between passes.
+    pub every_secs: u64,
+    /// Seconds a claimed reminder is held before another pass may take it
+    /// (a sender that died).
+    pub lease_secs: u64,
+    /// Attempts before a reminder that keeps failing is given up.
+    pub max_attempts: i32,
+}
+
+impl Default for RemindersConfig {
+    fn default() -> Self {
+        Self {
+            lead_minutes: vec![24 * 60, 60],
+            smtp_url: None,
+            from: "Bedside Clinic <no-reply@bedside.invalid>".into(),
+            sms_webhook_url: None,
+            sms_webhook_secret: None,
+            every_secs: 30,
+            lease_secs: 300,
+            max_attempts: 8,
         }
     }
 }
@@ -725,6 +770,13 @@ impl Config {
                 "ingest.retention_days must be positive"
             );
         }
+        anyhow::ensure!(
+            self.reminders
+                .lead_minutes
+                .iter()
+                .all(|m| (1..=30 * 24 * 60).contains(m)),
+            "reminders.lead_minutes must be between 1 minute and 30 days"
+        );
         anyhow::ensure!(
             self.retention.audit_days > 0 && self.retention.rejected_messages_days > 0,
             "retention.audit_days and retention.rejected_messages_days must be positive"

@@ -15,6 +15,7 @@ pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod reminders;
 pub mod secrets;
 pub mod simulate;
 pub mod telemetry;

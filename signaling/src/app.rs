@@ -130,6 +130,7 @@ struct Inner {
     db: PgPool,
     settings: Settings,
     keys: TokenKeys,
+    link_secret: bedside_records::join_links::LinkSecret,
     metrics: HttpMetrics,
     limiter: layers::ClientLimiter,
     devices_changed: std::sync::OnceLock<DevicesChanged>,
@@ -162,6 +163,7 @@ impl AppState {
                     &settings.token_issuer,
                     &settings.token_audience,
                 ),
+                link_secret: bedside_records::join_links::LinkSecret::new(signing_key),
                 settings,
                 metrics: HttpMetrics::register(registry),
                 limiter,
@@ -230,6 +232,10 @@ impl AppState {
     pub fn keys(&self) -> &TokenKeys {
         &self.inner.keys
     }
+    /// The key patients' join-link tokens are derived under.
+    pub fn link_secret(&self) -> &bedside_records::join_links::LinkSecret {
+        &self.inner.link_secret
+    }
     pub(crate) fn metrics(&self) -> &HttpMetrics {
         &self.inner.metrics
     }
@@ -250,6 +256,10 @@ pub fn router(state: AppState) -> Router {
             crate::fhir::router().layer(DefaultBodyLimit::max(state.settings().max_body_bytes)),
         )
         .route("/ws", axum::routing::get(crate::feed::upgrade))
+        .route(
+            "/calendar/{file}",
+            axum::routing::get(crate::routes::calendar::feed),
+        )
         .merge(crate::web::router(state.settings().web_root.as_deref()));
     layers::apply(app, state.clone()).with_state(state)
 }

@@ -6,8 +6,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    appointments, audit, auth, devices, guests, notes, patients, people, privacy, system, visit,
-    vitals,
+    appointments, audit, auth, calendar, devices, guests, notes, patients, people, privacy, system,
+    visit, vitals,
 };
 
 struct BearerAuth;
@@ -42,6 +42,7 @@ impl Modify for BearerAuth {
         patients::notes, patients::consents, patients::record_consent, patients::care_team, patients::add_to_care_team,
         patients::remove_from_care_team,
         privacy::export, privacy::erase, privacy::erasure_of,
+        calendar::issue, calendar::revoke,
         devices::list, devices::provision, devices::assign, devices::unassign,
         appointments::list, appointments::book, appointments::read, appointments::transition, appointments::new_join_link,
         notes::list_for_appointment, notes::create, notes::update, notes::sign, notes::amend,

@@ -270,7 +270,7 @@ async fn video_visit_at(
     .await
     .expect("book");
     (
-        bedside_records::join_links::issue(&app.db, appointment.id)
+        bedside_records::join_links::issue(&app.db, appointment.id, app.state.link_secret())
             .await
             .expect("link"),
         appointment.id,

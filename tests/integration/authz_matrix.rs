@@ -73,12 +73,20 @@ use Who::*;
 fn matrix() -> Vec<Route> {
     let staff: &'static [Who] = &[Admin, ClinicianA, ClinicianB];
     let admin: &'static [Who] = &[Admin];
+    let clinicians: &'static [Who] = &[ClinicianA, ClinicianB];
     let record_a: &'static [Who] = &[Admin, ClinicianA];
     let clinical_a: &'static [Who] = &[ClinicianA];
     let visits: &'static [Who] = &[PatientA, PatientB];
     vec![
         route(Method::GET, "/api/v1/me", staff, false),
         route(Method::POST, "/api/v1/auth/fhir-token", staff, false),
+        route(Method::POST, "/api/v1/me/calendar-feed", clinicians, false),
+        route(
+            Method::DELETE,
+            "/api/v1/me/calendar-feed",
+            clinicians,
+            false,
+        ),
         route(Method::POST, "/api/v1/auth/totp/enroll", staff, false),
         route(Method::POST, "/api/v1/auth/totp/confirm", staff, false),
         route(Method::GET, "/api/v1/visit", visits, true),
@@ -338,7 +346,8 @@ fn probe(route: &Route, w: &World) -> (String, Option<Value>) {
         | (_, "/api/v1/notes/{id}/sign")
         | ("POST", "/api/v1/auth/totp/enroll")
         | ("POST", "/api/v1/users/{id}/totp/reset")
-        | ("POST", "/api/v1/alerts/{id}/acknowledge") => None,
+        | ("POST", "/api/v1/alerts/{id}/acknowledge")
+        | ("POST", "/api/v1/me/calendar-feed") => None,
         ("PUT", "/api/v1/patients/{id}/thresholds/{metric}") => {
             Some(json!({"low": 40, "high": 140}))
         }

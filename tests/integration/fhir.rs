@@ -4,7 +4,7 @@
 //! every resource Bedside produces checked by an independent validator
 //! (fhir.resources 6.1.0 from PyPI, generated from HL7's R4 4.0.1
 //! structure definitions; `scripts/test.sh` installs it into
-//! `target/fhir-validator`).
+//! `target/test-tools`).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -105,14 +105,8 @@ fn ids(bundle: &Value) -> Vec<String> {
 
 /// The validator's verdict on each document.
 fn verdicts(documents: &[Value]) -> Vec<Value> {
-    let python = std::env::var("BEDSIDE_FHIR_VALIDATOR_PYTHON").unwrap_or_else(|_| {
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../target/fhir-validator/bin/python"
-        )
-        .to_owned()
-    });
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fhir-validator/validate.py");
+    let python = crate::support::test_python();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/validate_fhir.py");
     let mut child = Command::new(&python)
         .arg(script)
         .stdin(Stdio::piped())

@@ -14,6 +14,7 @@ mod live_feed;
 mod log_redaction;
 mod privacy;
 mod records_rules;
+mod reminders;
 mod support;
 mod turn;
 mod visit_signaling;

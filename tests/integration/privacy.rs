@@ -72,7 +72,9 @@ async fn memorable_patient(app: &TestApp, world: &World) -> Person {
     .await
     .unwrap()
     .id;
-    join_links::issue(db, appointment).await.unwrap();
+    join_links::issue(db, appointment, app.state.link_secret())
+        .await
+        .unwrap();
     let (_, token) = guest_links::issue(
         db,
         appointment,

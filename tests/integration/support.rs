@@ -75,3 +75,15 @@ pub(crate) async fn new_patient(
     .await
     .unwrap()
 }
+
+/// The Python of the tests' tools (`scripts/test.sh` installs them into
+/// `target/test-tools`; `BEDSIDE_TEST_PYTHON` overrides).
+pub(crate) fn test_python() -> String {
+    std::env::var("BEDSIDE_TEST_PYTHON").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/test-tools/bin/python"
+        )
+        .to_owned()
+    })
+}

@@ -134,10 +134,10 @@ impl World {
             start,
         )
         .await;
-        let join_a = join_links::issue(db, appointment_a.id)
+        let join_a = join_links::issue(db, appointment_a.id, app.state.link_secret())
             .await
             .expect("join link");
-        let join_b = join_links::issue(db, appointment_b.id)
+        let join_b = join_links::issue(db, appointment_b.id, app.state.link_secret())
             .await
             .expect("join link");
         let (guest_link_a, _) = bedside_records::guest_links::issue(

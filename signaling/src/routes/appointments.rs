@@ -231,7 +231,7 @@ pub(crate) async fn book(
     let join_url = match appointment.kind {
         AppointmentKind::Video => Some(join_url(
             &state,
-            join_links::issue(state.db(), appointment.id).await?,
+            join_links::issue(state.db(), appointment.id, state.link_secret()).await?,
         )),
         AppointmentKind::InPerson => None,
     };
@@ -357,7 +357,7 @@ pub(crate) async fn new_join_link(
             "only video visits have join links",
         ));
     }
-    let token = join_links::issue(state.db(), id).await?;
+    let token = join_links::issue(state.db(), id, state.link_secret()).await?;
     let (valid_from, valid_until) = join_window(state.settings(), &appointment);
     Ok(Json(JoinLink {
         join_url: join_url(&state, token),

@@ -4,6 +4,7 @@
 pub(crate) mod appointments;
 pub(crate) mod audit;
 pub(crate) mod auth;
+pub(crate) mod calendar;
 pub(crate) mod devices;
 pub(crate) mod guests;
 pub(crate) mod notes;
@@ -40,6 +41,10 @@ pub(crate) fn api_router() -> Router<AppState> {
         .route("/users/{id}", patch(people::update_user))
         .route("/users/{id}/totp/reset", post(people::reset_totp))
         .route("/me/password", post(people::change_password))
+        .route(
+            "/me/calendar-feed",
+            post(calendar::issue).delete(calendar::revoke),
+        )
         .route("/practitioners", get(people::list_practitioners))
         .route("/patients", get(patients::list).post(patients::create))
         .route("/patients/{id}", get(patients::read).put(patients::update))

@@ -152,8 +152,10 @@ install_node20() {
 # tests/tools/requirements.txt, in a virtualenv under target/ (rebuilt when
 # the pins change): fhir.resources 6.1.0 (the independent FHIR R4 4.0.1
 # validator), aiosmtpd (a real SMTP server for the reminders) and icalendar
-# (an independent reader of the calendar feeds).
+# (an independent reader of the calendar feeds); and from npm, panva's
+# oidc-provider (the OpenID Connect provider of the sign-in tests).
 ensure_test_tools() {
+    (cd "$ROOT/tests/tools/oidc" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
     local venv="$ROOT/target/test-tools" requirements="$ROOT/tests/tools/requirements.txt"
     if [ -x "$venv/bin/python" ] && cmp -s "$requirements" "$venv/requirements.txt"; then
         return 0

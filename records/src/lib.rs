@@ -14,7 +14,8 @@
 //!   [`practitioners`], [`care`], [`devices`], [`appointments`],
 //!   [`join_links`], [`guest_links`], [`notes`], [`consents`], [`audit`], [`auth_state`],
 //!   [`erasure`] (a patient's identity, on a recorded request), [`retention`],
-//!   [`reminders`] (the reminder outbox), [`calendar_feeds`].
+//!   [`reminders`] (the reminder outbox), [`calendar_feeds`], [`oidc`] (sign-in
+//!   through the clinic's identity provider).
 //! - [`fhir`]: the HL7 FHIR R4 view of these records and of the vitals —
 //!   pure mapping from rows to resources, search-parameter parsing, Bundles
 //!   and the CapabilityStatement. The HTTP routes live in the signaling crate.
@@ -52,6 +53,7 @@ pub mod ids;
 pub mod join_links;
 pub mod mosquitto;
 pub mod notes;
+pub mod oidc;
 pub mod patients;
 pub mod practitioners;
 pub mod reminders;

@@ -322,6 +322,62 @@ pub struct AuthConfig {
     pub login_max_failures_per_client: i64,
     /// The throttling window in seconds.
     pub login_window_secs: u64,
+    /// Whether staff may sign in with e-mail and password. Switch it off
+    /// once everyone signs in through the identity provider.
+    pub password_login: bool,
+    /// The clinic's OpenID Connect provider (unset: none).
+    pub oidc: Option<OidcConfig>,
+}
+
+/// Sign-in through the clinic's OpenID Connect provider. Register Bedside
+/// there as a confidential client with the redirect URI
+/// `{public_base_url}/api/v1/auth/oidc/callback`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The issuer URL, e.g. `https://sso.clinic.example/realms/clinic`.
+    pub issuer: String,
+    /// Bedside's client id there.
+    pub client_id: String,
+    /// Its client secret.
+    pub client_secret: Secret,
+    /// The button's words: "Sign in with …".
+    #[serde(default = "OidcConfig::default_display_name")]
+    pub display_name: String,
+    /// The claim with the account's roles or groups (a dotted path for
+    /// nested claims, e.g. Keycloak's `realm_access.roles`).
+    #[serde(default = "OidcConfig::default_roles_claim")]
+    pub roles_claim: String,
+    /// Values of that claim that make an admin.
+    #[serde(default)]
+    pub admin_values: Vec<String>,
+    /// Values that make a clinician.
+    #[serde(default)]
+    pub clinician_values: Vec<String>,
+    /// ID-token signing algorithms accepted.
+    #[serde(default = "OidcConfig::default_algs")]
+    pub allowed_algs: Vec<String>,
+    /// Whether a first sign-in of an unknown (but mapped) account creates it.
+    #[serde(default)]
+    pub create_users: bool,
+    /// Scopes asked for besides `openid`.
+    #[serde(default = "OidcConfig::default_scopes")]
+    pub scopes: Vec<String>,
+}
+
+impl OidcConfig {
+    fn default_display_name() -> String {
+        "the clinic's sign-in".into()
+    }
+    fn default_roles_claim() -> String {
+        "groups".into()
+    }
+    fn default_algs() -> Vec<String> {
+        vec!["RS256".into(), "ES256".into()]
+    }
+    fn default_scopes() -> Vec<String> {
+        vec!["email".into(), "profile".into()]
+    }
 }
 
 impl Default for AuthConfig {
@@ -335,6 +391,8 @@ impl Default for AuthConfig {
             login_max_failures_per_account: 5,
             login_max_failures_per_client: 20,
             login_window_secs: 900,
+            password_login: true,
+            oidc: None,
         }
     }
 }
@@ -842,6 +900,23 @@ impl Config {
         }
         s.time_zone = self.time_zone()?;
         s.token_issuer = self.auth.issuer.clone();
+        s.password_login = self.auth.password_login;
+        s.oidc = self
+            .auth
+            .oidc
+            .as_ref()
+            .map(|o| bedside_signaling::auth::oidc::OidcSettings {
+                issuer: o.issuer.clone(),
+                client_id: o.client_id.clone(),
+                client_secret: o.client_secret.expose().to_owned(),
+                display_name: o.display_name.clone(),
+                roles_claim: o.roles_claim.clone(),
+                admin_values: o.admin_values.clone(),
+                clinician_values: o.clinician_values.clone(),
+                allowed_algs: o.allowed_algs.clone(),
+                create_users: o.create_users,
+                scopes: o.scopes.clone(),
+            });
         s.token_audience = self.auth.audience.clone();
         s.access_ttl = Duration::from_secs(self.auth.access_ttl_secs);
         s.refresh_ttl = Duration::from_secs(self.auth.refresh_ttl_secs);

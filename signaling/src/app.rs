@@ -26,6 +26,10 @@ pub struct Settings {
     pub mrn_system: String,
     /// What an erasure does to the patient's readings.
     pub erasure_vitals: bedside_records::erasure::VitalsOnErasure,
+    /// Whether staff may sign in with e-mail and password.
+    pub password_login: bool,
+    /// The clinic's OpenID Connect provider, when staff sign in through it.
+    pub oidc: Option<crate::auth::oidc::OidcSettings>,
     /// The clinic's time zone: appointment days and local times use it.
     pub time_zone: Tz,
     /// Issuer and audience written into and required of every token.
@@ -78,6 +82,8 @@ impl Settings {
             mrn_system: format!("{}/fhir/sid/mrn", public_base_url.trim_end_matches('/')),
             public_base_url,
             erasure_vitals: bedside_records::erasure::VitalsOnErasure::Deleted,
+            password_login: true,
+            oidc: None,
             clinic_name: "Bedside Clinic".into(),
             time_zone: chrono_tz::Europe::Berlin,
             token_issuer: "bedside".into(),
@@ -131,6 +137,7 @@ struct Inner {
     settings: Settings,
     keys: TokenKeys,
     link_secret: bedside_records::join_links::LinkSecret,
+    oidc: Option<crate::auth::oidc::Provider>,
     metrics: HttpMetrics,
     limiter: layers::ClientLimiter,
     devices_changed: std::sync::OnceLock<DevicesChanged>,
@@ -164,6 +171,15 @@ impl AppState {
                     &settings.token_audience,
                 ),
                 link_secret: bedside_records::join_links::LinkSecret::new(signing_key),
+                oidc: settings.oidc.clone().and_then(|oidc| {
+                    let callback = format!(
+                        "{}/api/v1/auth/oidc/callback",
+                        settings.public_base_url.trim_end_matches('/')
+                    );
+                    crate::auth::oidc::Provider::new(oidc, callback)
+                        .map_err(|error| tracing::error!(%error, "OpenID Connect is off"))
+                        .ok()
+                }),
                 settings,
                 metrics: HttpMetrics::register(registry),
                 limiter,
@@ -231,6 +247,10 @@ impl AppState {
     /// Token keys.
     pub fn keys(&self) -> &TokenKeys {
         &self.inner.keys
+    }
+    /// The clinic's OpenID Connect provider, when configured.
+    pub fn oidc(&self) -> Option<&crate::auth::oidc::Provider> {
+        self.inner.oidc.as_ref()
     }
     /// The key patients' join-link tokens are derived under.
     pub fn link_secret(&self) -> &bedside_records::join_links::LinkSecret {

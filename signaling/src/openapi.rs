@@ -6,8 +6,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    appointments, audit, auth, calendar, devices, guests, notes, patients, people, privacy, system,
-    visit, vitals,
+    appointments, audit, auth, calendar, devices, guests, notes, oidc, patients, people, privacy,
+    system, visit, vitals,
 };
 
 struct BearerAuth;
@@ -33,7 +33,7 @@ impl Modify for BearerAuth {
     info(title = "Bedside API", description = "REST API of Bedside, a telemedicine and device-streaming server. Every error answers `{code, message, request_id, field}`."),
     paths(
         system::healthz, system::readyz, system::clinic,
-        auth::login, auth::login_totp, auth::refresh, auth::logout, auth::fhir_token, auth::me, auth::totp_enroll, auth::totp_confirm,
+        auth::login, auth::login_totp, auth::refresh, auth::logout, auth::fhir_token, oidc::login, oidc::exchange, auth::me, auth::totp_enroll, auth::totp_confirm,
         visit::join, visit::current, visit::consent,
         guests::issue, guests::list, guests::revoke, guests::redeem,
         people::list_users, people::create_user, people::update_user, people::reset_totp, people::change_password,

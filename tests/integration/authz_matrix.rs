@@ -259,7 +259,7 @@ fn matrix() -> Vec<Route> {
 }
 
 /// Routes anyone may call (they authenticate by their body, or serve public facts).
-const PUBLIC: [(&str, &str); 9] = [
+const PUBLIC: [(&str, &str); 11] = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/api/v1/clinic"),
@@ -269,6 +269,8 @@ const PUBLIC: [(&str, &str); 9] = [
     ("POST", "/api/v1/auth/logout"),
     ("POST", "/api/v1/auth/join"),
     ("POST", "/api/v1/auth/guest"),
+    ("GET", "/api/v1/auth/oidc/login"),
+    ("POST", "/api/v1/auth/oidc/exchange"),
 ];
 
 /// The concrete path and body of a probe of `route` in `world`.

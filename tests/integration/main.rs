@@ -12,6 +12,7 @@ mod gateway;
 mod http_basics;
 mod live_feed;
 mod log_redaction;
+mod oidc;
 mod privacy;
 mod records_rules;
 mod reminders;

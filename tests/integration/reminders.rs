@@ -30,6 +30,8 @@ struct SmtpSink {
     child: Child,
     port: u16,
     file: tempfile::NamedTempFile,
+    /// Kept open: a closed pipe would kill the server if it wrote again.
+    _stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl SmtpSink {
@@ -42,12 +44,16 @@ impl SmtpSink {
             .stdout(Stdio::piped())
             .spawn()
             .expect("aiosmtpd starts (./scripts/test.sh installs it)");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut ready = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut ready)
-            .unwrap();
+        stdout.read_line(&mut ready).unwrap();
         assert_eq!(ready.trim(), "ready", "the SMTP sink did not start");
-        Self { child, port, file }
+        Self {
+            child,
+            port,
+            file,
+            _stdout: stdout,
+        }
     }
 
     /// Every message received so far.

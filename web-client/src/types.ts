@@ -31,6 +31,8 @@ export interface Clinic {
   name: string;
   time_zone: string;
   now: string;
+  /** How staff sign in: password, and/or the clinic's identity provider (its name). */
+  sign_in?: { password: boolean; provider: string | null };
 }
 
 export interface User {

@@ -9,6 +9,7 @@
 //!   (pinned algorithm, issuer, audience, expiry, not-before, type) and that
 //!   its session was not revoked since.
 
+pub mod oidc;
 pub mod password;
 pub mod scopes;
 pub mod tokens;

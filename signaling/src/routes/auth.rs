@@ -117,6 +117,13 @@ pub(crate) async fn login(
     meta: RequestMeta,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
+    if !state.settings().password_login {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "password_login_disabled",
+            "this clinic signs in through its identity provider",
+        ));
+    }
     if body.email.len() > 254 {
         return Err(ApiError::invalid("email", "email: is too long"));
     }
@@ -238,7 +245,7 @@ async fn practitioner_of(
     })
 }
 
-async fn start_session(
+pub(crate) async fn start_session(
     state: &AppState,
     user: UserId,
     role: StaffRole,

@@ -8,6 +8,7 @@ pub(crate) mod calendar;
 pub(crate) mod devices;
 pub(crate) mod guests;
 pub(crate) mod notes;
+pub(crate) mod oidc;
 pub(crate) mod patients;
 pub(crate) mod people;
 pub(crate) mod privacy;
@@ -30,6 +31,9 @@ pub(crate) fn api_router() -> Router<AppState> {
         .route("/auth/refresh", post(auth::refresh))
         .route("/auth/logout", post(auth::logout))
         .route("/auth/fhir-token", post(auth::fhir_token))
+        .route("/auth/oidc/login", get(oidc::login))
+        .route("/auth/oidc/callback", get(oidc::callback))
+        .route("/auth/oidc/exchange", post(oidc::exchange))
         .route("/auth/totp/enroll", post(auth::totp_enroll))
         .route("/auth/totp/confirm", post(auth::totp_confirm))
         .route("/auth/join", post(visit::join))

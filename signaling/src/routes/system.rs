@@ -87,6 +87,18 @@ pub(crate) struct Clinic {
     time_zone: String,
     /// Server time (UTC), so clients can spot a wrong clock.
     now: DateTime<Utc>,
+    /// How staff sign in.
+    sign_in: SignIn,
+}
+
+/// The ways staff may sign in.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct SignIn {
+    /// E-mail and password (with TOTP when enrolled).
+    password: bool,
+    /// The identity provider's name, when sign-in through it is set up
+    /// (`GET /api/v1/auth/oidc/login`).
+    provider: Option<String>,
 }
 
 /// The clinic's name and time zone.
@@ -97,5 +109,9 @@ pub(crate) async fn clinic(State(state): State<AppState>) -> Json<Clinic> {
         name: settings.clinic_name.clone(),
         time_zone: settings.time_zone.name().to_owned(),
         now: Utc::now(),
+        sign_in: SignIn {
+            password: settings.password_login,
+            provider: settings.oidc.as_ref().map(|o| o.display_name.clone()),
+        },
     })
 }

@@ -30,6 +30,44 @@ export async function loginPage(ctx: PageContext): Promise<void> {
     ctx.navigate(next, { replace: true });
   };
 
+  // Back from the identity provider: a one-time code, or why it failed.
+  const fragment = new URLSearchParams(window.location.hash.slice(1));
+  const oidcCode = fragment.get('oidc');
+  const oidcError = fragment.get('oidc_error');
+  if (oidcCode || oidcError) {
+    // The code is good once: keep it out of history and reloads.
+    history.replaceState(history.state, '', window.location.pathname + window.location.search);
+  }
+  if (oidcCode) {
+    try {
+      await finish(await api<Tokens>('/auth/oidc/exchange', { auth: 'none', body: { code: oidcCode } }));
+      return;
+    } catch {
+      // Falls through to the form with the message below.
+    }
+  }
+  const signIn = ctx.clinic?.sign_in ?? { password: true, provider: null };
+  const providerButton = signIn.provider
+    ? h(
+        'a',
+        {
+          class: 'button',
+          href: `/api/v1/auth/oidc/login?next=${encodeURIComponent(next)}`,
+        },
+        `Sign in with ${signIn.provider}`,
+      )
+    : null;
+  const providerProblem =
+    oidcCode || oidcError
+      ? h(
+          'p',
+          { class: 'alert error', role: 'alert' },
+          oidcError === 'no_role' || oidcError === 'role_mismatch' || oidcError === 'no_account'
+            ? 'Your account at the clinic’s sign-in service does not give you access to Bedside. Ask an admin.'
+            : 'Signing in through the clinic’s sign-in service did not work. Try again.',
+        )
+      : null;
+
   const showPasswordStep = () => {
     const form = h('form', { class: 'stack', 'aria-labelledby': 'login-heading' });
     const fc = new FormController(form);
@@ -54,10 +92,12 @@ export async function loginPage(ctx: PageContext): Promise<void> {
         { class: 'narrow card' },
         h('h1', { id: 'login-heading', tabindex: '-1' }, 'Sign in'),
         ctx.clinic ? h('p', { class: 'muted' }, ctx.clinic.name) : null,
-        form,
+        providerProblem,
+        providerButton,
+        signIn.password ? form : null,
       ),
     );
-    email.control.focus();
+    if (signIn.password) email.control.focus();
   };
 
   const showTotpStep = (challenge: string) => {

@@ -66,6 +66,8 @@ export interface Patient {
   email: string | null;
   phone: string | null;
   created_at: string;
+  /** Set once the patient was erased on their request. */
+  erased_at?: string | null;
 }
 
 export type DeviceKind = 'pulse_oximeter' | 'blood_pressure_monitor' | 'thermometer' | 'scale' | 'glucometer';

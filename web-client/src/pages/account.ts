@@ -11,6 +11,7 @@ export function accountPage(ctx: PageContext): void {
   ctx.title('Account');
   const me = ctx.me!;
   const totpCard = section('Two-step sign-in', 'totp');
+  const calendarCard = me.role === 'clinician' ? calendarFeedCard() : null;
   replaceChildren(
     ctx.main,
     pageHeading('Account'),
@@ -23,6 +24,7 @@ export function accountPage(ctx: PageContext): void {
         ['Role', me.role === 'admin' ? 'Administrator' : 'Clinician'],
       ])),
       totpCard,
+      calendarCard,
     ),
   );
 
@@ -112,4 +114,44 @@ export function accountPage(ctx: PageContext): void {
   };
 
   drawStatus(me.totp_enabled);
+}
+
+/** A clinician's calendar subscription: a secret link to their visits. */
+function calendarFeedCard(): HTMLElement {
+  const card = section('Calendar', 'calendar');
+  const heading = h('h2', { id: 'calendar-heading', tabindex: '-1' }, 'Calendar');
+  const alert = h('div', { class: 'form-alert', role: 'alert' });
+  const create = h('button', { type: 'button', class: 'button secondary' }, 'Create a calendar link');
+  const off = h('button', { type: 'button', class: 'button secondary' }, 'Turn the link off');
+  const shown = h('div');
+  create.addEventListener('click', async () => {
+    alert.replaceChildren();
+    try {
+      const feed = await api<{ url: string }>('/me/calendar-feed', { method: 'POST' });
+      shown.replaceChildren(
+        h('p', null, 'Subscribe to this link in your calendar app. It is shown once; anyone with it sees your visit times (no patient names).'),
+        h('input', { type: 'text', readonly: true, class: 'mono', value: feed.url, 'aria-label': 'Calendar link', onfocus: (e: Event) => (e.target as HTMLInputElement).select() }),
+      );
+    } catch (err) {
+      alert.replaceChildren(h('p', null, messageForError(err)));
+    }
+  });
+  off.addEventListener('click', async () => {
+    alert.replaceChildren();
+    try {
+      await api<void>('/me/calendar-feed', { method: 'DELETE' });
+      shown.replaceChildren(h('p', null, 'The link is off; calendars subscribed to it stop updating.'));
+    } catch (err) {
+      alert.replaceChildren(h('p', null, messageForError(err)));
+    }
+  });
+  replaceChildren(
+    card,
+    heading,
+    h('p', null, 'See your visits in your own calendar app. A new link replaces the old one.'),
+    alert,
+    h('div', { class: 'actions' }, create, off),
+    shown,
+  );
+  return card;
 }

@@ -1,3 +1,4 @@
+import { privacyCard } from './patient-privacy';
 import { api } from '../api';
 import { appointmentTable } from '../appointments';
 import { copyField, h, replaceChildren, type Child } from '../dom';
@@ -86,7 +87,17 @@ export async function patientPage(ctx: PageContext): Promise<void> {
     ),
     live.alert,
     live.status,
-    h('div', { class: 'cards' }, detailsCard, careCard, apptCard, notesCard, devicesCard, consentsCard),
+    h(
+      'div',
+      { class: 'cards' },
+      detailsCard,
+      careCard,
+      apptCard,
+      notesCard,
+      devicesCard,
+      consentsCard,
+      isAdmin ? privacyCard(patient.id, patient.erased_at ?? null, () => ctx.navigate(`/patients/${encodeURIComponent(patient.id)}`, { replace: true })) : null,
+    ),
   );
 
   // ---- details ----

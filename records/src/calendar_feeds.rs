@@ -45,16 +45,23 @@ pub async fn revoke(db: &PgPool, practitioner: PractitionerId) -> crate::Result<
         > 0)
 }
 
-/// The practitioner a live feed token belongs to.
+/// The practitioner (and their account) a live feed token belongs to; a
+/// feed of a deactivated account or practitioner answers nothing.
 ///
 /// # Errors
 /// Fails when the database does.
-pub async fn resolve(db: &PgPool, token: &str) -> crate::Result<Option<PractitionerId>> {
+pub async fn resolve(
+    db: &PgPool,
+    token: &str,
+) -> crate::Result<Option<(PractitionerId, crate::ids::UserId)>> {
     if token.len() > 128 {
         return Ok(None);
     }
-    Ok(sqlx::query_scalar(
-        "SELECT practitioner_id FROM calendar_feeds WHERE token_hash = $1 AND revoked_at IS NULL",
+    Ok(sqlx::query_as(
+        "SELECT f.practitioner_id, u.id FROM calendar_feeds f
+         JOIN practitioners p ON p.id = f.practitioner_id AND p.active
+         JOIN users u ON u.id = p.user_id AND u.active
+         WHERE f.token_hash = $1 AND f.revoked_at IS NULL",
     )
     .bind(crate::join_links::hash(token))
     .fetch_optional(db)

@@ -9,7 +9,8 @@
 //! - the text of every visit note (signed ones too: the trigger lets an
 //!   erasing transaction through) and every appointment reason become
 //!   `[erased]`; guests' names and labels go;
-//! - join and guest links are revoked, devices unassigned from now.
+//! - join and guest links are revoked, devices unassigned from now, and
+//!   pending reminders skipped.
 //!
 //! Audit rows keep the patient's id, which means nothing once the row
 //! behind it is a shell; consents keep their dates (proof the processing
@@ -102,7 +103,7 @@ pub async fn erase(
         .bind(patient.0.to_string())
         .execute(&mut *tx)
         .await?;
-    let statements: [&str; 7] = [
+    let statements: [&str; 8] = [
         "UPDATE patients SET mrn = 'erased-' || replace(id::text, '-', ''), given_name = 'Erased',
                 family_name = 'Patient', birth_date = DATE '1900-01-01', sex = 'unknown',
                 email = NULL, phone = NULL, erased_at = $2, updated_at = $2
@@ -117,6 +118,9 @@ pub async fn erase(
         "UPDATE device_assignments SET assigned_to = $2
          WHERE patient_id = $1 AND assigned_to IS NULL AND assigned_from < $2",
         "DELETE FROM device_assignments WHERE patient_id = $1 AND assigned_to IS NULL",
+        "UPDATE reminder_outbox SET status = 'skipped', last_error = 'erased', next_attempt_at = $2
+         WHERE status IN ('pending', 'sending')
+           AND appointment_id IN (SELECT id FROM appointments WHERE patient_id = $1)",
     ];
     for statement in statements {
         sqlx::query(statement)

@@ -23,16 +23,21 @@ use crate::ids::AppointmentId;
 pub struct LinkSecret(Vec<u8>);
 
 impl LinkSecret {
-    /// A secret from key material (at least 32 bytes).
+    /// The join-link key derived from the server's signing key (its own
+    /// label, so it is never the key that signs tokens). Rotating the
+    /// signing key makes live links unwritable (reminders then go out
+    /// without one); the links themselves keep working.
     ///
     /// # Panics
     /// When shorter than 32 bytes: a configuration bug the server checks first.
-    pub fn new(key: &[u8]) -> Self {
+    pub fn from_signing_key(key: &[u8]) -> Self {
         assert!(
             key.len() >= 32,
             "a join-link secret needs at least 32 bytes"
         );
-        Self(key.to_vec())
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+        mac.update(b"bedside join-link key v1");
+        Self(mac.finalize().into_bytes().to_vec())
     }
 
     /// The token of link `id`: URL-safe base64 of HMAC-SHA256(secret, id).
@@ -100,29 +105,28 @@ pub async fn issue(
     Ok(token)
 }
 
-/// The token of the appointment's live link, issuing one when there is none
-/// (or only one whose token was not derived, from before derivation).
+/// The token of the appointment's live link, when it was derived (links
+/// from before derivation, or under another key, cannot be written out
+/// again). Never issues a link: a reminder must not replace the link the
+/// patient has.
 ///
 /// # Errors
-/// [`crate::RecordsError::NotFound`] for an unknown appointment.
+/// Fails when the database does.
 pub async fn live_token(
     db: &PgPool,
     appointment: AppointmentId,
     secret: &LinkSecret,
-) -> crate::Result<String> {
+) -> crate::Result<Option<String>> {
     let live: Option<(uuid::Uuid, Vec<u8>)> = sqlx::query_as(
         "SELECT id, token_hash FROM join_links WHERE appointment_id = $1 AND revoked_at IS NULL",
     )
     .bind(appointment)
     .fetch_optional(db)
     .await?;
-    if let Some((id, stored)) = live {
+    Ok(live.and_then(|(id, stored)| {
         let token = secret.token(id);
-        if hash(&token) == stored {
-            return Ok(token);
-        }
-    }
-    issue(db, appointment, secret).await
+        (hash(&token) == stored).then_some(token)
+    }))
 }
 
 /// The link id and appointment of a live (unrevoked) token. The link id is

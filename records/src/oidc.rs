@@ -59,36 +59,45 @@ pub async fn take_login(db: &PgPool, state: &str) -> crate::Result<Option<Pendin
     }))
 }
 
-/// A one-time code the web client exchanges for the user's tokens.
+/// A one-time code the web client exchanges for the user's tokens, bound
+/// to the browser that holds `browser` (its sign-in state cookie).
 ///
 /// # Errors
 /// Fails when the database does.
-pub async fn hand_off(db: &PgPool, user: UserId) -> crate::Result<String> {
+pub async fn hand_off(db: &PgPool, user: UserId, browser: &str) -> crate::Result<String> {
     let code = new_token();
     sqlx::query("DELETE FROM oidc_handoffs WHERE created_at < now() - interval '1 minute'")
         .execute(db)
         .await?;
-    sqlx::query("INSERT INTO oidc_handoffs (code_hash, user_id) VALUES ($1, $2)")
+    sqlx::query("INSERT INTO oidc_handoffs (code_hash, user_id, browser_hash) VALUES ($1, $2, $3)")
         .bind(hash(&code))
         .bind(user)
+        .bind(hash(browser))
         .execute(db)
         .await?;
     Ok(code)
 }
 
-/// Takes (and deletes) a hand-off code at most a minute old.
+/// Takes (and deletes) a hand-off code at most a minute old, presented by
+/// the browser it is bound to.
 ///
 /// # Errors
 /// Fails when the database does.
-pub async fn take_hand_off(db: &PgPool, code: &str) -> crate::Result<Option<UserId>> {
-    if code.len() > 128 {
+pub async fn take_hand_off(
+    db: &PgPool,
+    code: &str,
+    browser: &str,
+) -> crate::Result<Option<UserId>> {
+    if code.len() > 128 || browser.len() > 128 {
         return Ok(None);
     }
     Ok(sqlx::query_scalar(
-        "DELETE FROM oidc_handoffs WHERE code_hash = $1 AND created_at > now() - interval '1 minute'
+        "DELETE FROM oidc_handoffs
+         WHERE code_hash = $1 AND browser_hash = $2 AND created_at > now() - interval '1 minute'
          RETURNING user_id",
     )
     .bind(hash(code))
+    .bind(hash(browser))
     .fetch_optional(db)
     .await?)
 }
@@ -111,6 +120,20 @@ pub async fn linked_user(
         .fetch_optional(db)
         .await?,
     )
+}
+
+/// Whether the user is already linked to an account of this provider.
+///
+/// # Errors
+/// Fails when the database does.
+pub async fn has_identity(db: &PgPool, issuer: &str, user: UserId) -> crate::Result<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM user_identities WHERE issuer = $1 AND user_id = $2)",
+    )
+    .bind(issuer)
+    .bind(user)
+    .fetch_one(db)
+    .await?)
 }
 
 /// Links a provider account to a user (once; a second link of the same

@@ -135,7 +135,8 @@ pub async fn claim(
              RETURNING id, appointment_id, channel, starts_at, attempts
          )
          SELECT c.id, c.appointment_id, a.patient_id, c.channel, c.starts_at,
-                (a.status = 'booked' AND a.starts_at = c.starts_at AND p.erased_at IS NULL) AS still_due,
+                (a.status = 'booked' AND a.starts_at = c.starts_at AND a.starts_at > $1
+                 AND p.erased_at IS NULL) AS still_due,
                 a.kind, p.given_name, p.email, p.phone, pr.name AS practitioner_name, c.attempts
          FROM claimed c
          JOIN appointments a ON a.id = c.appointment_id
@@ -163,35 +164,60 @@ pub enum Outcome<'a> {
     Failed(&'a str),
 }
 
-/// Records the outcome of a claimed reminder.
+/// Whether a claimed reminder is still to be sent right now: the visit is
+/// still booked at the reminded start, not begun, and the patient not
+/// erased (read again just before sending: the claim may be a while old).
+///
+/// # Errors
+/// Fails when the database does.
+pub async fn still_due(db: &PgPool, id: uuid::Uuid, now: DateTime<Utc>) -> crate::Result<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM reminder_outbox r
+                        JOIN appointments a ON a.id = r.appointment_id
+                        JOIN patients p ON p.id = a.patient_id
+                        WHERE r.id = $1 AND a.status = 'booked' AND a.starts_at = r.starts_at
+                          AND a.starts_at > $2 AND p.erased_at IS NULL)",
+    )
+    .bind(id)
+    .bind(now)
+    .fetch_one(db)
+    .await?)
+}
+
+/// Records the outcome of the claim `attempt` of a reminder. A sender whose
+/// claim was taken over (its lease ran out) records nothing: the outcome
+/// belongs to the newer claim. Returns whether it was recorded.
 ///
 /// # Errors
 /// Fails when the database does.
 pub async fn record(
     db: &PgPool,
     id: uuid::Uuid,
+    attempt: i32,
     outcome: Outcome<'_>,
     now: DateTime<Utc>,
-) -> crate::Result<()> {
+) -> crate::Result<bool> {
     let (status, error, next): (&str, Option<&str>, DateTime<Utc>) = match outcome {
         Outcome::Sent => ("sent", None, now),
         Outcome::Skipped(reason) => ("skipped", Some(reason), now),
         Outcome::Retry(reason, at) => ("pending", Some(reason), at),
         Outcome::Failed(reason) => ("failed", Some(reason), now),
     };
-    sqlx::query(
+    Ok(sqlx::query(
         "UPDATE reminder_outbox SET status = $2, last_error = $3, next_attempt_at = $4,
                 sent_at = CASE WHEN $2 = 'sent' THEN $5 ELSE sent_at END
-         WHERE id = $1",
+         WHERE id = $1 AND status = 'sending' AND attempts = $6",
     )
     .bind(id)
     .bind(status)
     .bind(error)
     .bind(next)
     .bind(now)
+    .bind(attempt)
     .execute(db)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected()
+        == 1)
 }
 
 /// Counts rows by status, for metrics and tests.

@@ -783,6 +783,60 @@ impl Config {
         }
     }
 
+    /// Staff must be able to sign in somehow, and a provider must be usable.
+    fn validate_sign_in(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.auth.password_login || self.auth.oidc.is_some(),
+            "auth.password_login = false needs auth.oidc: staff must be able to sign in somehow"
+        );
+        if let Some(oidc) = &self.auth.oidc {
+            anyhow::ensure!(
+                !oidc.admin_values.is_empty() || !oidc.clinician_values.is_empty(),
+                "auth.oidc needs admin_values or clinician_values: nobody could sign in"
+            );
+            const KNOWN_ALGS: &[&str] = &[
+                "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512",
+                "EdDSA",
+            ];
+            anyhow::ensure!(
+                !oidc.allowed_algs.is_empty()
+                    && oidc
+                        .allowed_algs
+                        .iter()
+                        .all(|a| KNOWN_ALGS.contains(&a.as_str())),
+                "auth.oidc.allowed_algs must name asymmetric signing algorithms ({})",
+                KNOWN_ALGS.join(", ")
+            );
+            anyhow::ensure!(
+                local_or_https(&oidc.issuer),
+                "auth.oidc.issuer must be an https:// URL (plain http only on this machine)"
+            );
+        }
+        Ok(())
+    }
+
+    /// Reminders that cannot be sent are refused at start, not at send time.
+    fn validate_reminders(&self) -> anyhow::Result<()> {
+        let r = &self.reminders;
+        anyhow::ensure!(
+            r.lease_secs >= 60 && r.max_attempts >= 1 && !r.lead_minutes.is_empty(),
+            "reminders: lease_secs must be at least 60, max_attempts at least 1, lead_minutes not empty"
+        );
+        if r.smtp_url.as_ref().is_some_and(|u| !u.is_empty()) {
+            anyhow::ensure!(
+                r.from.parse::<lettre::message::Mailbox>().is_ok(),
+                "reminders.from must be an e-mail address, e.g. Clinic <no-reply@clinic.example>"
+            );
+        }
+        if let Some(url) = r.sms_webhook_url.as_deref().filter(|u| !u.is_empty()) {
+            anyhow::ensure!(
+                local_or_https(url),
+                "reminders.sms_webhook_url must be an https:// URL (plain http only on this machine)"
+            );
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
             self.auth.access_ttl_secs > 0 && self.auth.access_ttl_secs <= 900,
@@ -835,6 +889,8 @@ impl Config {
                 .all(|m| (1..=30 * 24 * 60).contains(m)),
             "reminders.lead_minutes must be between 1 minute and 30 days"
         );
+        self.validate_sign_in()?;
+        self.validate_reminders()?;
         anyhow::ensure!(
             self.retention.audit_days > 0 && self.retention.rejected_messages_days > 0,
             "retention.audit_days and retention.rejected_messages_days must be positive"
@@ -949,6 +1005,14 @@ impl Config {
             .count();
         Ok(s)
     }
+}
+
+/// An https URL, or plain http to this machine (tests, a local relay).
+fn local_or_https(url: &str) -> bool {
+    url.starts_with("https://")
+        || url.starts_with("http://127.0.0.1")
+        || url.starts_with("http://localhost")
+        || url.starts_with("http://[::1]")
 }
 
 #[cfg(test)]

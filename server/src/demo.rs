@@ -211,7 +211,8 @@ pub async fn seed(db: &PgPool, config: &Config) -> anyhow::Result<DemoSummary> {
                 appointments::transition(db, appointment.id, *step, Utc::now(), grace).await?;
             }
             if kind == AppointmentKind::Video && status.is_none() && open_join_link.is_none() {
-                let secret = join_links::LinkSecret::new(&crate::secrets::signing_key(config)?);
+                let secret =
+                    join_links::LinkSecret::from_signing_key(&crate::secrets::signing_key(config)?);
                 let token = join_links::issue(db, appointment.id, &secret).await?;
                 open_join_link = Some(format!(
                     "{}/join#t={token}",

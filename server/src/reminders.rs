@@ -67,6 +67,9 @@ impl Sender {
             smtp,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(15))
+                // A redirect would carry the message and its signature to
+                // another host.
+                .redirect(reqwest::redirect::Policy::none())
                 .build()?,
             channels,
         })
@@ -101,8 +104,13 @@ impl Sender {
         .await?;
         let lease = chrono::Duration::seconds(self.config.lease_secs as i64);
         let mut sent = 0;
-        for due in reminders::claim(db, now, lease, BATCH).await? {
-            let outcome = self.deliver(&due).await;
+        // One claim per reminder, so each lease starts when its send does
+        // (a batch's last rows would otherwise outlive their lease).
+        for _ in 0..BATCH {
+            let Some(due) = reminders::claim(db, now, lease, 1).await?.pop() else {
+                break;
+            };
+            let outcome = self.deliver(&due, now).await;
             let (outcome, code) = match outcome {
                 Ok(()) => (Outcome::Sent, "sent"),
                 Err(Failure::Skip(reason)) => (Outcome::Skipped(reason), reason),
@@ -117,7 +125,10 @@ impl Sender {
                     (Outcome::Retry(reason, at), reason)
                 }
             };
-            reminders::record(db, due.id, outcome, Utc::now()).await?;
+            let recorded = reminders::record(db, due.id, due.attempts, outcome, Utc::now()).await?;
+            if !recorded {
+                tracing::warn!(reminder = %due.id, "a reminder's claim was taken over before its outcome was recorded");
+            }
             if outcome == Outcome::Sent {
                 sent += 1;
             }
@@ -127,11 +138,18 @@ impl Sender {
         Ok(sent)
     }
 
-    async fn deliver(&self, due: &DueReminder) -> Result<(), Failure> {
+    async fn deliver(&self, due: &DueReminder, now: chrono::DateTime<Utc>) -> Result<(), Failure> {
         if !due.still_due {
             return Err(Failure::Skip("no_longer_booked"));
         }
         let text = self.text(due).await?;
+        // The claim may be a while old: cancelled, moved or erased since?
+        let still = reminders::still_due(self.state.db(), due.id, now)
+            .await
+            .map_err(|_| Failure::Transient("database"))?;
+        if !still {
+            return Err(Failure::Skip("no_longer_booked"));
+        }
         match due.channel.as_str() {
             "email" => self.email(due, text).await,
             "sms" => self.sms(due, text).await,
@@ -155,12 +173,18 @@ impl Sender {
                 .await
                 .map_err(|_| Failure::Transient("database"))?;
                 let opens = settings.join_opens_before.as_secs() / 60;
-                (
-                    "video visit",
-                    format!(
+                let how = match token {
+                    Some(token) => format!(
                         "Join from your browser, from {opens} minutes before the start:\n{base}/join#t={token}"
                     ),
-                )
+                    // A link the server cannot write out again (issued before
+                    // links were derived): never replace it with a new one.
+                    None => format!(
+                        "Join from your browser with the link {} sent you, from {opens} minutes before the start.",
+                        settings.clinic_name
+                    ),
+                };
+                ("video visit", how)
             }
             bedside_records::domain::AppointmentKind::InPerson => (
                 "visit at the clinic",
@@ -233,7 +257,10 @@ impl Sender {
         }
         match request.body(body).send().await {
             Ok(response) if response.status().is_success() => Ok(()),
-            Ok(response) if response.status().is_client_error() => {
+            Ok(response)
+                if response.status().is_client_error()
+                    && !matches!(response.status().as_u16(), 408 | 429) =>
+            {
                 Err(Failure::Permanent("sms_rejected"))
             }
             Ok(_) | Err(_) => Err(Failure::Transient("sms_unavailable")),

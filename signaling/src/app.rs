@@ -170,7 +170,7 @@ impl AppState {
                     &settings.token_issuer,
                     &settings.token_audience,
                 ),
-                link_secret: bedside_records::join_links::LinkSecret::new(signing_key),
+                link_secret: bedside_records::join_links::LinkSecret::from_signing_key(signing_key),
                 oidc: settings.oidc.clone().and_then(|oidc| {
                     let callback = format!(
                         "{}/api/v1/auth/oidc/callback",

@@ -197,6 +197,9 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
     }
 }
 
+/// Route templates whose paths carry a secret.
+const SECRET_PATHS: &[&str] = &["/calendar/{file}"];
+
 impl RequestMeta {
     /// Reads the meta data from request parts.
     pub fn from_parts(parts: &Parts) -> Self {
@@ -212,20 +215,27 @@ impl RequestMeta {
             .get::<MatchedPath>()
             .map(|p| p.as_str().to_owned())
             .unwrap_or_else(|| "unmatched".to_owned());
+        // A path that is itself a credential (a calendar feed's secret) is
+        // recorded as its template: audit rows must not hold live secrets.
+        let secret_path = SECRET_PATHS.contains(&template.as_str());
         Self {
             request_id,
             client_addr,
             route: format!("{} {}", parts.method, template),
             // Nested routers (`/fhir`) see their path without the prefix;
             // the audit row wants the path the client asked for.
-            path: parts
-                .extensions
-                .get::<axum::extract::OriginalUri>()
-                .map_or(&parts.uri, |original| &original.0)
-                .path()
-                .chars()
-                .take(512)
-                .collect(),
+            path: if secret_path {
+                template.clone()
+            } else {
+                parts
+                    .extensions
+                    .get::<axum::extract::OriginalUri>()
+                    .map_or(&parts.uri, |original| &original.0)
+                    .path()
+                    .chars()
+                    .take(512)
+                    .collect()
+            },
         }
     }
 

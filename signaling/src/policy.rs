@@ -319,6 +319,25 @@ impl Ctx {
             .await
     }
 
+    /// Writes an allowed audit row for `user`, authenticated by other means
+    /// than a bearer token (an identity provider, a calendar feed's secret).
+    ///
+    /// # Errors
+    /// 5xx when the row cannot be written.
+    pub async fn audit_for_user(
+        &self,
+        state: &AppState,
+        user: bedside_records::ids::UserId,
+        role: &str,
+        action: &str,
+    ) -> Result<(), ApiError> {
+        let mut event = self.event(None, None, action, Outcome::Allowed);
+        event.actor_id = Some(user);
+        event.actor_role = role;
+        audit::record(state.db(), &event).await?;
+        Ok(())
+    }
+
     /// Writes an audit row for an attempt that has no [`Caller`] yet, such
     /// as exchanging a join link.
     ///

@@ -164,32 +164,35 @@ async fn browse(app: &TestApp, login: &str, send_cookie: bool) -> (String, Strin
 /// Signs in as `login` and exchanges the hand-off code: the tokens, or the
 /// error code the login page was given.
 async fn sign_in(app: &TestApp, login: &str) -> Result<Value, String> {
-    let (landed, _, _) = browse(app, login, true).await;
+    let (landed, cookie, _) = browse(app, login, true).await;
     if let Some(error) = landed.split("#oidc_error=").nth(1) {
         return Err(error.to_owned());
     }
     assert!(landed.starts_with("/login?next=%2Ftoday#oidc="), "{landed}");
     let code = landed.split("#oidc=").nth(1).unwrap();
-    let response = send(
-        app,
-        Method::POST,
-        "/api/v1/auth/oidc/exchange",
-        None,
-        Some(&json!({ "code": code })),
-    )
-    .await;
+    let exchange = |cookie: Option<&str>| {
+        let mut request = app
+            .client
+            .post(app.url("/api/v1/auth/oidc/exchange"))
+            .json(&json!({ "code": code }));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        request.send()
+    };
+    // Another browser (no state cookie) cannot use the code.
+    assert_eq!(
+        exchange(None).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let response = exchange(Some(&cookie)).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let tokens: Value = response.json().await.unwrap();
     // The code is good once.
-    let again = send(
-        app,
-        Method::POST,
-        "/api/v1/auth/oidc/exchange",
-        None,
-        Some(&json!({ "code": code })),
-    )
-    .await;
-    assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        exchange(Some(&cookie)).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
     Ok(tokens)
 }
 
@@ -214,6 +217,8 @@ async fn staff_sign_in_through_the_clinics_provider_with_their_mapped_role() {
             "cleo": { "email": "cleo.new@clinic.test", "name": "Cleo New", "groups": ["bedside-clinicians"] },
             "nina": { "email": "nina@clinic.test", "name": "Nina Nogroup", "groups": ["staff"] },
             "mallory": { "email": clinician, "name": "Mallory", "groups": ["bedside-admins"] },
+            "eve": { "email": admin, "name": "Eve", "groups": ["bedside-admins"] },
+            "vera": { "email": "vera@clinic.test", "name": "Vera", "groups": ["bedside-clinicians"], "email_verified": false },
         })
     };
     // The provider's accounts have fixed addresses; Bedside accounts with
@@ -269,13 +274,32 @@ async fn staff_sign_in_through_the_clinics_provider_with_their_mapped_role() {
     // Bedside account's: refused.
     assert_eq!(sign_in(&app, "nina").await.unwrap_err(), "no_role");
     assert_eq!(sign_in(&app, "mallory").await.unwrap_err(), "role_mismatch");
+    // Another provider account with Ada's (already linked) e-mail does not
+    // get Ada's account; an e-mail the provider does not vouch for matches
+    // nobody.
+    assert_eq!(
+        sign_in(&app, "eve").await.unwrap_err(),
+        "account_linked_elsewhere"
+    );
+    assert_eq!(sign_in(&app, "vera").await.unwrap_err(), "missing_claims");
     let refused: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM audit_log WHERE action = 'auth.oidc_login' AND outcome = 'denied'",
     )
     .fetch_one(&app.db)
     .await
     .unwrap();
-    assert_eq!(refused, 2);
+    assert_eq!(refused, 4);
+    let first: Option<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT actor_id FROM audit_log WHERE action = 'auth.oidc_login' AND outcome = 'allowed' ORDER BY id LIMIT 1",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        first,
+        Some(existing_admin.user.0),
+        "a sign-in is audited with its user"
+    );
 
     // The state is bound to the browser and good once.
     let (landed, cookie, callback) = browse(&app, "ada", false).await;

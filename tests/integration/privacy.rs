@@ -276,6 +276,17 @@ async fn after_erasure_no_answer_and_no_table_shows_the_person() {
     let (_, before) = body_text(&app, &format!("/api/v1/patients/{pid}"), admin).await;
     assert_eq!(identity_in(&before).len(), IDENTITY.len(), "{before}");
 
+    // A reminder is planned for the booked visit (a day before it).
+    let planned = bedside_records::reminders::plan(
+        &app.db,
+        Utc::now() + Duration::days(1) + Duration::hours(1),
+        Duration::days(2),
+        &[1440],
+        &[bedside_records::reminders::Channel::Email],
+    )
+    .await
+    .unwrap();
+    assert_eq!(planned, 1);
     let request = json!({ "received_on": Utc::now().format("%Y-%m-%d").to_string(), "reference": "DPO-2026-114" });
     let path = format!("/api/v1/patients/{pid}/erasure");
     let refused = send(&app, Method::POST, &path, Some(clinician), Some(&request)).await;
@@ -286,6 +297,15 @@ async fn after_erasure_no_answer_and_no_table_shows_the_person() {
     let done: Value = response.json().await.unwrap();
     assert_eq!(done["reference"], "DPO-2026-114");
     assert_eq!(done["vitals"], "deleted");
+    // Reminders planned for the visit are not sent to the erased person.
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM reminder_outbox WHERE appointment_id = $1 AND status IN ('pending', 'sending')",
+    )
+    .bind(person.appointment)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(pending, 0);
     let audited: Vec<(String, String)> =
         sqlx::query_as("SELECT action, outcome FROM audit_log WHERE request_id = $1")
             .bind(&rid)

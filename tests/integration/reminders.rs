@@ -410,7 +410,10 @@ async fn text_messages_go_to_the_webhook_signed_and_retried() {
     let app = TestApp::spawn().await;
     let world = World::seed(&app).await;
     let now = Utc::now();
-    booked_visit(&app, &world, now).await;
+    let (_, appointment) = booked_visit(&app, &world, now).await;
+    bedside_records::join_links::issue(&app.db, appointment, app.state.link_secret())
+        .await
+        .unwrap();
     let mut settings = config(None, Some(url));
     settings.lead_minutes = vec![60];
     let sender = Sender::new(app.state.clone(), settings).unwrap();
@@ -579,6 +582,22 @@ async fn a_clinicians_calendar_feed_shows_their_visits_and_no_patient() {
     assert_eq!(
         fetch("/calendar/not-a-token.ics".to_owned()).await.0,
         StatusCode::NOT_FOUND
+    );
+    // Fetches are audited to the clinician, without the secret in the row.
+    let rows: Vec<(Option<uuid::Uuid>, String, String)> = sqlx::query_as(
+        "SELECT actor_id, resource_path, outcome FROM audit_log WHERE action = 'calendar_feed.read' ORDER BY id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r.0 == Some(world.clinician_a.user.0) && r.2 == "allowed"),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter().all(|r| r.1 == "/calendar/{file}"),
+        "no feed secret in the audit log: {rows:?}"
     );
     app.stop().await.expect("stop");
 }

@@ -258,7 +258,9 @@ impl Provider {
                     .map_err(|_| OidcError::InvalidToken(first.to_string()))?
             }
         };
-        if claims.email_verified() == Some(false) {
+        // An e-mail the provider does not vouch for (`email_verified` false
+        // or absent) could be anyone's: it never matches an account.
+        if claims.email_verified() != Some(true) {
             return Err(OidcError::Claims(
                 "the identity provider has not verified this account's e-mail address",
             ));

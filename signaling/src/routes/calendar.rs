@@ -112,7 +112,7 @@ pub(crate) async fn feed(
     ApiPath(file): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let token = file.strip_suffix(".ics").unwrap_or(&file);
-    let Some(practitioner) = calendar_feeds::resolve(state.db(), token).await? else {
+    let Some((practitioner, user)) = calendar_feeds::resolve(state.db(), token).await? else {
         ctx.audit_attempt(
             &state,
             "calendar",
@@ -127,14 +127,8 @@ pub(crate) async fn feed(
     let visits =
         calendar_feeds::appointments_of(state.db(), practitioner, now, DAYS_BACK, DAYS_AHEAD)
             .await?;
-    ctx.audit_attempt(
-        &state,
-        "calendar",
-        None,
-        "calendar_feed.read",
-        Outcome::Allowed,
-    )
-    .await?;
+    ctx.audit_for_user(&state, user, "clinician", "calendar_feed.read")
+        .await?;
     let settings = state.settings();
     let base = settings.public_base_url.trim_end_matches('/');
     let host = base.split("://").nth(1).unwrap_or(base);

@@ -79,14 +79,14 @@ pub(crate) async fn login(
     Query(query): Query<LoginQuery>,
 ) -> Result<Response, ApiError> {
     let provider = state.oidc().ok_or_else(not_configured)?;
-    let start = provider.start().await.map_err(|error| {
-        tracing::warn!(%error, "OpenID Connect provider unavailable");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "oidc_unavailable",
-            "the identity provider cannot be reached; try again shortly",
-        )
-    })?;
+    // A browser navigation: failures go back to the login page.
+    let start = match provider.start().await {
+        Ok(start) => start,
+        Err(error) => {
+            tracing::warn!(%error, "OpenID Connect provider unavailable");
+            return Ok(failed("provider_unavailable"));
+        }
+    };
     oidc::start_login(
         state.db(),
         &start.state,
@@ -180,14 +180,15 @@ pub(crate) async fn callback(
         Ok(user) => user,
         Err(code) => return Ok(refused(&state, &ctx, code).await),
     };
-    ctx.audit_attempt(&state, "staff", None, "auth.oidc_login", Outcome::Allowed)
+    let credentials = users::credentials(state.db(), user).await?;
+    ctx.audit_for_user(&state, user, credentials.role.as_str(), "auth.oidc_login")
         .await?;
     tracing::info!(user = %user, "signed in through the identity provider");
-    let hand_off = oidc::hand_off(state.db(), user).await?;
+    // Bound to this browser: the exchange needs the same state cookie, so a
+    // code sent to someone else's browser signs nobody in.
+    let hand_off = oidc::hand_off(state.db(), user, &returned_state).await?;
     let next = form_urlencoded::byte_serialize(pending.next.as_bytes()).collect::<String>();
-    let mut response = redirect(&format!("/login?next={next}#oidc={hand_off}"));
-    clear_cookie(&mut response);
-    Ok(response)
+    Ok(redirect(&format!("/login?next={next}#oidc={hand_off}")))
 }
 
 /// Audits a refused sign-in and sends the browser to the login page with
@@ -216,7 +217,14 @@ async fn account_of(
     let linked = oidc::linked_user(db, &identity.issuer, &identity.subject).await?;
     let user = match linked {
         Some(user) => Some(users::credentials(db, user).await?),
-        None => users::credentials_by_email(db, &identity.email).await?,
+        None => match users::credentials_by_email(db, &identity.email).await? {
+            // The e-mail matches a user already linked to another account of
+            // this provider (a reused or edited address): never a takeover.
+            Some(c) if oidc::has_identity(db, &identity.issuer, c.id).await? => {
+                return Ok(Err("account_linked_elsewhere"));
+            }
+            found => found,
+        },
     };
     let user = match user {
         Some(credentials) => {
@@ -272,14 +280,17 @@ pub(crate) struct ExchangeRequest {
     code: String,
 }
 
-/// Exchanges the one-time code of a finished sign-in for tokens.
+/// Exchanges the one-time code of a finished sign-in for tokens (from the
+/// browser that signed in: its state cookie goes with the request).
 #[utoipa::path(post, path = "/api/v1/auth/oidc/exchange", tag = "auth", request_body = ExchangeRequest, responses(
     (status = 200, body = TokenResponse), (status = 401, body = crate::error::ErrorBody, description = "`invalid_code`")))]
 pub(crate) async fn exchange(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<ExchangeRequest>,
-) -> Result<Json<TokenResponse>, ApiError> {
-    let Some(user) = oidc::take_hand_off(state.db(), body.code.trim()).await? else {
+) -> Result<Response, ApiError> {
+    let browser = cookie_state(&headers).unwrap_or_default();
+    let Some(user) = oidc::take_hand_off(state.db(), body.code.trim(), &browser).await? else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_code",
@@ -290,5 +301,7 @@ pub(crate) async fn exchange(
     if !credentials.active {
         return Err(ApiError::unauthenticated());
     }
-    Ok(Json(start_session(&state, user, credentials.role).await?))
+    let mut response = Json(start_session(&state, user, credentials.role).await?).into_response();
+    clear_cookie(&mut response);
+    Ok(response)
 }

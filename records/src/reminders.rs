@@ -165,8 +165,9 @@ pub enum Outcome<'a> {
 }
 
 /// Whether a claimed reminder is still to be sent right now: the visit is
-/// still booked at the reminded start, not begun, and the patient not
-/// erased (read again just before sending: the claim may be a while old).
+/// still booked at the reminded start, not begun, the patient not erased
+/// (read again just before sending: the claim may be a while old), and no
+/// closer reminder of the same visit and channel is due as well.
 ///
 /// # Errors
 /// Fails when the database does.
@@ -176,7 +177,15 @@ pub async fn still_due(db: &PgPool, id: uuid::Uuid, now: DateTime<Utc>) -> crate
                         JOIN appointments a ON a.id = r.appointment_id
                         JOIN patients p ON p.id = a.patient_id
                         WHERE r.id = $1 AND a.status = 'booked' AND a.starts_at = r.starts_at
-                          AND a.starts_at > $2 AND p.erased_at IS NULL)",
+                          AND a.starts_at > $2 AND p.erased_at IS NULL
+                          -- A closer reminder of the same visit is due as
+                          -- well (after downtime, or a visit moved closer):
+                          -- that one says it, not two at once.
+                          AND NOT EXISTS (SELECT 1 FROM reminder_outbox o
+                                          WHERE o.appointment_id = r.appointment_id
+                                            AND o.channel = r.channel AND o.starts_at = r.starts_at
+                                            AND o.lead_minutes < r.lead_minutes
+                                            AND o.due_at <= $2))",
     )
     .bind(id)
     .bind(now)

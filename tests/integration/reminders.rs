@@ -252,6 +252,35 @@ async fn each_reminder_reaches_the_patient_once_with_the_link_they_already_have(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_downtime_only_the_closest_reminder_goes_out() {
+    let sink = SmtpSink::start_on(free_port());
+    let app = TestApp::spawn().await;
+    let world = World::seed(&app).await;
+    let now = Utc::now();
+    booked_visit(&app, &world, now).await;
+    let sender = Sender::new(app.state.clone(), config(Some(sink.port), None)).unwrap();
+    // The server was down from before the day-ahead reminder until after the
+    // hour-ahead one was due: one reminder, the hour-ahead one.
+    let late = now + Duration::days(2) - Duration::minutes(30);
+    assert_eq!(sender.pass_at(late).await.unwrap(), 1);
+    assert_eq!(
+        sender.pass_at(late + Duration::minutes(1)).await.unwrap(),
+        0
+    );
+    assert_eq!(sink.messages().len(), 1);
+    let statuses: Vec<(i32, String)> =
+        sqlx::query_as("SELECT lead_minutes, status FROM reminder_outbox ORDER BY lead_minutes")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        statuses,
+        vec![(60, "sent".to_owned()), (1440, "skipped".to_owned())]
+    );
+    app.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_reminder_is_lost_to_a_dead_sender_or_an_unreachable_server() {
     let port = free_port();
     let app = TestApp::spawn().await;

@@ -279,6 +279,31 @@ end_loadtest() {
     if [ "${KEEP:-0}" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
 }
 
+# Prepares a load test's `bedside serve` on the private database at port $1,
+# its media on $2: plain HTTP on a free loopback port (sets HTTP_PORT and
+# METRICS_ADDR), device ingest off, per-client rate limits out of the way
+# (a load generator is one address), migrated, and an admin to book and
+# read with (LOADTEST_ADMIN_PASSWORD).
+prepare_loadtest_bedside() {
+    local pg_port="$1" media="$2"
+    HTTP_PORT="$(free_port)"
+    METRICS_ADDR="127.0.0.1:$(free_port)"
+    export BEDSIDE_DATA_DIR="$WORK/data"
+    export BEDSIDE_DATABASE__URL="postgres://postgres@127.0.0.1:$pg_port/bedside"
+    export BEDSIDE_HTTP__ADDR="127.0.0.1:$HTTP_PORT"
+    export BEDSIDE_METRICS__ADDR="$METRICS_ADDR"
+    export BEDSIDE_VISITS__MEDIA_UDP="$media"
+    export BEDSIDE_INGEST__ENABLED=false
+    export BEDSIDE_PUBLIC_BASE_URL="http://127.0.0.1:$HTTP_PORT"
+    export BEDSIDE_HTTP__RATE_LIMIT_PER_SECOND=100000 BEDSIDE_HTTP__RATE_LIMIT_BURST=100000
+    export BEDSIDE_LOG__FILTER="${BEDSIDE_LOG__FILTER:-warn}"
+    export LOADTEST_ADMIN_PASSWORD="loadtest-admin-password"
+    say "migrating and creating the load test's admin"
+    "$BEDSIDE" migrate >/dev/null
+    echo "$LOADTEST_ADMIN_PASSWORD" | "$BEDSIDE" users create --role admin \
+        --email loadtest.admin@bedside.test --name "Load Test Admin" >/dev/null
+}
+
 # Starts `$BEDSIDE serve` in the background (log in $WORK/bedside.log, pid in
 # $BEDSIDE_PID and $PIDS) and waits until $HTTP_PORT answers /readyz.
 start_bedside_serve() {

@@ -22,22 +22,7 @@ PG_PORT="$(free_port)"
 PG_EXTRA_OPTS="$BEDSIDE_PG_SETTINGS" start_postgres "$WORK/pg" "$PG_PORT"
 psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qAt -c "CREATE DATABASE bedside" >/dev/null
 
-HTTP_PORT="$(free_port)"
-export BEDSIDE_DATA_DIR="$WORK/data"
-export BEDSIDE_DATABASE__URL="postgres://postgres@127.0.0.1:$PG_PORT/bedside"
-export BEDSIDE_HTTP__ADDR="127.0.0.1:$HTTP_PORT"
-export BEDSIDE_METRICS__ADDR="127.0.0.1:$(free_port)"
-export BEDSIDE_VISITS__MEDIA_UDP="127.0.0.1:0"
-export BEDSIDE_INGEST__ENABLED=false
-export BEDSIDE_PUBLIC_BASE_URL="http://127.0.0.1:$HTTP_PORT"
-export BEDSIDE_HTTP__RATE_LIMIT_PER_SECOND=100000 BEDSIDE_HTTP__RATE_LIMIT_BURST=100000
-export BEDSIDE_LOG__FILTER="${BEDSIDE_LOG__FILTER:-warn}"
-export LOADTEST_ADMIN_PASSWORD="loadtest-admin-password"
-
-say "migrating and creating the admin"
-"$BEDSIDE" migrate >/dev/null
-echo "$LOADTEST_ADMIN_PASSWORD" | "$BEDSIDE" users create --role admin \
-    --email loadtest.admin@bedside.test --name "Load Test Admin" >/dev/null
+prepare_loadtest_bedside "$PG_PORT" "127.0.0.1:0"
 
 say "starting bedside serve on http://127.0.0.1:$HTTP_PORT"
 start_bedside_serve

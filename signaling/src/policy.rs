@@ -260,6 +260,36 @@ impl Ctx {
         Ok(caller)
     }
 
+    /// The caller, for routes that check more than the policy's rules (a
+    /// token's scopes, a clinician's own schedule) before asking it: a
+    /// request without a valid identity is audited as denied and refused
+    /// (401), as [`Ctx::allow`] would.
+    ///
+    /// # Errors
+    /// 401 without a valid identity, 403 for a scoped token outside `/fhir`.
+    pub async fn caller_or_deny(
+        &self,
+        state: &AppState,
+        access: Access<'_>,
+        action: &str,
+    ) -> Result<Caller, ApiError> {
+        match self.caller() {
+            Ok(caller) => Ok(caller),
+            Err(refusal) => {
+                let caller = self.identity.0.ok();
+                self.audit(
+                    state,
+                    caller.as_ref(),
+                    access.patient(),
+                    action,
+                    Outcome::Denied,
+                )
+                .await?;
+                Err(refusal)
+            }
+        }
+    }
+
     async fn decide_or_deny(
         &self,
         state: &AppState,

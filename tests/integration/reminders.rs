@@ -242,10 +242,12 @@ async fn each_reminder_reaches_the_patient_once_with_the_link_they_already_have(
         Some(&json!({"token": token})),
     )
     .await;
-    assert_ne!(
-        joined.status(),
-        StatusCode::UNAUTHORIZED,
-        "the reminded link is live"
+    // Two days ahead the link is recognised and not open yet.
+    assert_eq!(joined.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        joined.json::<Value>().await.unwrap()["code"],
+        "join_link_early",
+        "the reminded link is the live one"
     );
     assert_eq!(statuses(&app).await, vec![("sent".to_owned(), 2)]);
     app.stop().await.expect("stop");

@@ -507,17 +507,7 @@ pub(crate) async fn reach(
     action: &str,
     list: bool,
 ) -> Result<Reach, ApiError> {
-    let caller = match ctx.caller() {
-        Ok(caller) => caller,
-        // No identity: the policy audits the attempt and answers 401.
-        Err(_) => {
-            return Err(ctx
-                .allow(state, access, action)
-                .await
-                .err()
-                .unwrap_or_else(ApiError::unauthenticated));
-        }
-    };
+    let caller = ctx.caller_or_deny(state, access, action).await?;
     let (clinician, grant) = match caller {
         Caller::Staff {
             role,

@@ -59,10 +59,19 @@ fn optional_patient(query: &Query) -> Result<Option<PatientId>, SearchError> {
         .transpose()
 }
 
-/// The patient a per-patient search is about: `patient`, or a `patient/`
-/// token's own.
-fn required_patient(ctx: &Ctx, query: &Query, resource_type: &str) -> Result<PatientId, ApiError> {
-    optional_patient(query)
+/// The start of a search over one patient's resources: the query, the
+/// patient (`patient`, or a `patient/` token's own), and the decision on
+/// reading that patient's record.
+async fn patient_search(
+    state: &AppState,
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    raw: Option<&str>,
+    resource_type: &'static str,
+    action: &str,
+) -> Result<(Query, PatientId), ApiError> {
+    let query = search_query(resource_type, raw, headers, &[])?;
+    let patient = optional_patient(&query)
         .map_err(bad_search)?
         .or_else(|| token_patient(ctx))
         .ok_or_else(|| {
@@ -70,7 +79,18 @@ fn required_patient(ctx: &Ctx, query: &Query, resource_type: &str) -> Result<Pat
                 "patient",
                 format!("{resource_type} searches need a patient (patient=Patient/{{id}})"),
             ))
-        })
+        })?;
+    reach(
+        ctx,
+        state,
+        resource_type,
+        Need::Search,
+        Access::Patient(patient),
+        action,
+        false,
+    )
+    .await?;
+    Ok((query, patient))
 }
 
 /// `GET /fhir/Practitioner?name=&_id=`: any staff member (no health data).
@@ -225,16 +245,13 @@ pub(super) async fn search_consents(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Fhir, ApiError> {
-    let query = search_query("Consent", raw.as_deref(), &headers, &[])?;
-    let patient = required_patient(&ctx, &query, "Consent")?;
-    reach(
-        &ctx,
+    let (query, patient) = patient_search(
         &state,
+        &ctx,
+        &headers,
+        raw.as_deref(),
         "Consent",
-        Need::Search,
-        Access::Patient(patient),
         "fhir.consent.search",
-        false,
     )
     .await?;
     let all = consents::for_patient(state.db(), patient).await?;
@@ -373,16 +390,13 @@ pub(super) async fn search_flags(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Fhir, ApiError> {
-    let query = search_query("Flag", raw.as_deref(), &headers, &[])?;
-    let patient = required_patient(&ctx, &query, "Flag")?;
-    reach(
-        &ctx,
+    let (query, patient) = patient_search(
         &state,
+        &ctx,
+        &headers,
+        raw.as_deref(),
         "Flag",
-        Need::Search,
-        Access::Patient(patient),
         "fhir.flag.search",
-        false,
     )
     .await?;
     let all = bedside_vitals_store::alerts::for_patient(state.db(), patient.0, 100_000).await?;

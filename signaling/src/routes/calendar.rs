@@ -44,17 +44,7 @@ async fn own_schedule(
     ctx: &Ctx,
     action: &str,
 ) -> Result<bedside_records::ids::PractitionerId, ApiError> {
-    let caller = match ctx.caller() {
-        Ok(caller) => caller,
-        // No identity: the policy audits the attempt and answers 401.
-        Err(_) => {
-            return Err(ctx
-                .allow(state, Access::AnyStaff, action)
-                .await
-                .err()
-                .unwrap_or_else(ApiError::unauthenticated));
-        }
-    };
+    let caller = ctx.caller_or_deny(state, Access::AnyStaff, action).await?;
     match caller {
         Caller::Staff {
             practitioner: Some(practitioner),

@@ -10,6 +10,9 @@
 #   - `loadtest visits` with the arguments given to this script
 #     (e.g. --visits 50 --seconds 30 --runs 3 --json /tmp/visits.json).
 # BEDSIDE_ONLY=1 leaves Janus out (quicker, for comparing changes to Bedside).
+# ENGINE_FLOOR=1 runs Bedside with `visits.rtcp_feedback = false` (no NACK,
+# RTCP reports or congestion feedback): what the SFU engine costs without
+# them, to compare with a run without it (docs/sfu-engine-notes.md §7).
 # KEEP=1 keeps the work directory (logs, the JSON report); PROFILE=1 samples
 # the bedside process with perf for 20 s of the first Bedside window and
 # prints its hottest functions (needs linux-perf).
@@ -32,6 +35,10 @@ psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qAt -c "CREATE DATABASE bedside" >/
 
 prepare_loadtest_bedside "$PG_PORT" "127.0.0.1:$(free_port)"
 
+if [ "${ENGINE_FLOOR:-0}" = 1 ]; then
+    export BEDSIDE_VISITS__RTCP_FEEDBACK=false
+    say "RTCP feedback off: measuring the SFU engine without NACK, reports or congestion feedback"
+fi
 say "starting bedside serve on http://127.0.0.1:$HTTP_PORT (media on $BEDSIDE_VISITS__MEDIA_UDP)"
 start_bedside_serve
 

@@ -538,6 +538,11 @@ pub struct VisitsConfig {
     /// The address browsers are told to send media to, when the bound one
     /// is not it (behind 1:1 NAT, or bound to every interface).
     pub media_announce_ip: Option<std::net::IpAddr>,
+    /// RTCP feedback on every video connection (NACK, sender and receiver
+    /// reports, transport-wide congestion feedback). Off only to measure
+    /// what the SFU's engine costs without it (`ENGINE_FLOOR=1
+    /// scripts/loadtest-visits.sh`); calls need it.
+    pub rtcp_feedback: bool,
     /// STUN servers browsers get (`stun:host:port`).
     pub stun_urls: Vec<String>,
     /// TURN servers browsers get (`turn:host:port?transport=udp`, `turns:…`),
@@ -560,6 +565,7 @@ impl Default for VisitsConfig {
             rejoin_grace_secs: 120,
             media_udp: "127.0.0.1:40000".parse().expect("static address"),
             media_announce_ip: None,
+            rtcp_feedback: true,
             stun_urls: Vec::new(),
             turn_urls: Vec::new(),
             turn_secret: None,

@@ -262,6 +262,22 @@ fn same_format(a: &str, b: &str) -> bool {
     parameters(a) == parameters(b)
 }
 
+/// Whether connections run the engine's RTCP feedback: NACK (asking
+/// publishers again for lost packets, resending to subscribers from a
+/// buffer), RTCP sender and receiver reports and transport-wide congestion
+/// feedback to publishers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RtcpFeedback {
+    /// What calls need.
+    #[default]
+    On,
+    /// Only to measure what the engine costs without it (see
+    /// `docs/sfu-engine-notes.md` §7): lost packets stay lost, browsers'
+    /// bandwidth estimates stall and simulcast layers stop being bound
+    /// after a renegotiation. Keyframe requests are still relayed.
+    OffForMeasurement,
+}
+
 /// The SFU's socket and its connections.
 pub struct Endpoint {
     socket: UdpSocket,
@@ -293,6 +309,8 @@ pub struct Endpoint {
     /// histogram their read-to-send delay goes to.
     forwarded_arrivals: Vec<Instant>,
     forward_delay: Option<Histogram>,
+    /// Whether connections made from now on run RTCP feedback.
+    feedback: RtcpFeedback,
     receive_buffer: BytesMut,
     /// Datagrams the connections wrote, waiting for the socket (kept here
     /// so that a cancelled flush loses none).
@@ -330,6 +348,7 @@ impl Endpoint {
             arrived: HashMap::new(),
             forwarded_arrivals: Vec::new(),
             forward_delay: None,
+            feedback: RtcpFeedback::On,
             receive_buffer: BytesMut::new(),
             outbox: std::collections::VecDeque::new(),
         })
@@ -340,6 +359,12 @@ impl Endpoint {
     /// (time queued in the kernel before the read is not in it).
     pub fn measure_forward_delay(&mut self, histogram: Histogram) {
         self.forward_delay = Some(histogram);
+    }
+
+    /// Whether connections answered from now on run RTCP feedback
+    /// ([`RtcpFeedback::On`] unless told otherwise).
+    pub fn set_rtcp_feedback(&mut self, feedback: RtcpFeedback) {
+        self.feedback = feedback;
     }
 
     /// The address and port every connection advertises.
@@ -375,19 +400,25 @@ impl Endpoint {
             RtpCodecKind::Audio,
             None,
         )?;
+        let feedback = self.feedback == RtcpFeedback::On;
         // NACK: lost packets are asked again of publishers and resent to
         // subscribers from a buffer (over RTX where negotiated; the engine
         // unwraps a publisher's RTX into its stream). RTCP sender and
         // receiver reports: lip sync, round-trip time and loss for both
         // sides and for the SFU's statistics.
-        let interceptors = configure_rtcp_reports(configure_nack(Registry::new(), &mut media));
+        let mut interceptors = Registry::new();
+        if feedback {
+            interceptors = configure_rtcp_reports(configure_nack(interceptors, &mut media));
+        }
         // Simulcast: browsers tell their layers apart by RTP stream id (and
         // the m-line by MID) in header extensions.
         configure_simulcast_extension_headers(&mut media)?;
         // Transport-wide congestion feedback on what publishers send: their
         // send-side bandwidth estimate, and with it how many simulcast
         // layers they can send, depends on it.
-        let interceptors = configure_twcc_receiver_only(interceptors, &mut media)?;
+        if feedback {
+            interceptors = configure_twcc_receiver_only(interceptors, &mut media)?;
+        }
         // Simulcast layers stay tagged with their RID after a renegotiation,
         // and subscribers' keyframe requests reach the SFU (see
         // `crate::rtcp_filter`). On the wire side of the receiver reports,

@@ -40,7 +40,7 @@ use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RtpCodecKind};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::endpoint::{Endpoint, EndpointError, Event, PeerId};
+use crate::endpoint::{Endpoint, EndpointError, Event, PeerId, RtcpFeedback};
 use crate::metrics::SfuMetrics;
 use crate::simulcast;
 use crate::speakers::{RoomSpeech, SPEECH_INTERVAL, Speakers};
@@ -154,7 +154,9 @@ pub struct Sfu {
 impl Sfu {
     /// Binds the media socket on `bind` (advertising `announce`, see
     /// [`Endpoint::bind`]) and starts the SFU on a thread of its own,
-    /// counting into `metrics`; it stops when every handle is dropped.
+    /// its connections running `feedback` ([`RtcpFeedback::On`] but to
+    /// measure the engine), counting into `metrics`; it stops when every
+    /// handle is dropped.
     ///
     /// The SFU's loop owns a single-threaded runtime: a media packet is
     /// received, forwarded and sent without any hand-over between threads,
@@ -168,6 +170,7 @@ impl Sfu {
     pub async fn spawn(
         bind: std::net::SocketAddr,
         announce: Option<std::net::IpAddr>,
+        feedback: RtcpFeedback,
         metrics: SfuMetrics,
     ) -> Result<Self, EndpointError> {
         let (commands, receiver) = mpsc::unbounded_channel();
@@ -194,6 +197,7 @@ impl Sfu {
                             return;
                         }
                     };
+                    endpoint.set_rtcp_feedback(feedback);
                     endpoint.measure_forward_delay(task_metrics.forward_delay.clone());
                     let advertised = endpoint.advertised();
                     let rooms = Rooms {

@@ -14,10 +14,13 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use bedside_sfu::endpoint::{Endpoint, Event, PeerId};
+use bedside_sfu::endpoint::{Endpoint, Event, PeerId, RtcpFeedback};
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use tokio::sync::oneshot;
+
+const TRANSPORT_CC_URI: &str =
+    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 
 use support::{DEADLINE, Remote, vp8};
 
@@ -217,4 +220,41 @@ async fn a_subscribers_picture_loss_indication_asks_for_a_keyframe() {
         "within {DEADLINE:?}: the subscriber asked {asked} times, the SFU never heard"
     );
     assert!(asked > 0);
+}
+
+/// The congestion-feedback lines of the SFU's answer, for a connection
+/// made with `feedback`, to an offer that asks for transport-wide
+/// congestion feedback on its VP8 track (as browsers' offers do).
+async fn answered_congestion_feedback(feedback: RtcpFeedback) -> Vec<String> {
+    let mut endpoint = Endpoint::bind(SocketAddr::from(([127, 0, 0, 1], 0)), None)
+        .await
+        .unwrap();
+    endpoint.set_rtcp_feedback(feedback);
+    let offering = support::Offering::new(0xB2, 0).await;
+    let rtpmap = "a=rtpmap:96 VP8/90000\r\n";
+    assert!(offering.offer.contains(rtpmap), "{}", offering.offer);
+    let offer = offering.offer.replace(
+        rtpmap,
+        &format!(
+            "{rtpmap}a=rtcp-fb:96 transport-cc\r\n\
+             a=extmap:5 {TRANSPORT_CC_URI}\r\n"
+        ),
+    );
+    let (_, answer) = endpoint.answer(&offer).expect("the SFU answers");
+    answer
+        .lines()
+        .filter(|line| line.ends_with(" transport-cc") || line.contains(TRANSPORT_CC_URI))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Calls get transport-wide congestion feedback (browsers' bandwidth
+/// estimates depend on it); the setting for measuring the engine without
+/// RTCP feedback declines it.
+#[tokio::test]
+async fn congestion_feedback_is_answered_unless_switched_off_for_measurement() {
+    let on = answered_congestion_feedback(RtcpFeedback::On).await;
+    assert_eq!(on.len(), 2, "{on:?}");
+    let off = answered_congestion_feedback(RtcpFeedback::OffForMeasurement).await;
+    assert!(off.is_empty(), "{off:?}");
 }

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use bedside_sfu::endpoint::RtcpFeedback;
 use bedside_sfu::metrics::SfuMetrics;
 use bedside_sfu::rooms::{AudioOnlyReason, Sfu, Signal, WEAK_SAMPLES};
 use tokio::sync::{mpsc, oneshot};
@@ -108,6 +109,7 @@ async fn sfu() -> Sfu {
     Sfu::spawn(
         SocketAddr::from(([127, 0, 0, 1], 0)),
         None,
+        RtcpFeedback::On,
         SfuMetrics::new(),
     )
     .await

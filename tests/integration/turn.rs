@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bedside_sfu::endpoint::RtcpFeedback;
 use bedside_sfu::metrics::SfuMetrics;
 use bedside_sfu::rooms::{Sfu, Signal};
 use bedside_signaling::ice::{IceSettings, ice_servers};
@@ -163,6 +164,7 @@ async fn a_relay_only_peer_reaches_the_sfu_through_coturn_with_bedsides_credenti
     let sfu = Sfu::spawn(
         SocketAddr::from(([127, 0, 0, 1], 0)),
         None,
+        RtcpFeedback::On,
         SfuMetrics::new(),
     )
     .await

@@ -19,6 +19,10 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
+# Janus keeps its feedback: a comparison with it would not be like for like.
+if [ "${ENGINE_FLOOR:-0}" = 1 ] && [ "${BEDSIDE_ONLY:-0}" != 1 ]; then
+    die "ENGINE_FLOOR=1 needs BEDSIDE_ONLY=1 (it is not a comparison with Janus)"
+fi
 install_base_packages
 require_toolchains
 [ "${BEDSIDE_ONLY:-0}" = 1 ] || apt_need janus janus

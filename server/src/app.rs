@@ -115,18 +115,19 @@ impl Application {
                     .map_err(|e| format!("{e:#}"))
             })
         }));
+        let feedback = if config.visits.rtcp_feedback {
+            bedside_sfu::endpoint::RtcpFeedback::On
+        } else {
+            tracing::warn!(
+                "visits.rtcp_feedback is off: lost video packets are not recovered and \
+                 browsers' bandwidth estimates stall (for measuring the SFU engine only)"
+            );
+            bedside_sfu::endpoint::RtcpFeedback::OffForMeasurement
+        };
         let sfu = bedside_sfu::rooms::Sfu::spawn(
             config.visits.media_udp,
             config.visits.media_announce_ip,
-            if config.visits.rtcp_feedback {
-                bedside_sfu::endpoint::RtcpFeedback::On
-            } else {
-                tracing::warn!(
-                    "visits.rtcp_feedback is off: lost video packets are not recovered and \
-                     browsers' bandwidth estimates stall (for measuring the SFU engine only)"
-                );
-                bedside_sfu::endpoint::RtcpFeedback::OffForMeasurement
-            },
+            feedback,
             bedside_sfu::metrics::SfuMetrics::register(&registry),
         )
         .await

@@ -266,15 +266,14 @@ fn same_format(a: &str, b: &str) -> bool {
 /// publishers again for lost packets, resending to subscribers from a
 /// buffer), RTCP sender and receiver reports and transport-wide congestion
 /// feedback to publishers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RtcpFeedback {
     /// What calls need.
-    #[default]
     On,
     /// Only to measure what the engine costs without it (see
-    /// `docs/sfu-engine-notes.md` §7): lost packets stay lost, browsers'
-    /// bandwidth estimates stall and simulcast layers stop being bound
-    /// after a renegotiation. Keyframe requests are still relayed.
+    /// `docs/sfu-engine-notes.md` §7): lost packets stay lost, and
+    /// browsers' bandwidth estimates stay low, so they send less and fewer
+    /// simulcast layers. Keyframe requests are still relayed.
     OffForMeasurement,
 }
 

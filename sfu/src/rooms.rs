@@ -154,9 +154,9 @@ pub struct Sfu {
 impl Sfu {
     /// Binds the media socket on `bind` (advertising `announce`, see
     /// [`Endpoint::bind`]) and starts the SFU on a thread of its own,
-    /// its connections running `feedback` ([`RtcpFeedback::On`] but to
-    /// measure the engine), counting into `metrics`; it stops when every
-    /// handle is dropped.
+    /// its connections running `feedback` (always [`RtcpFeedback::On`],
+    /// except to measure the engine), counting into `metrics`; it stops
+    /// when every handle is dropped.
     ///
     /// The SFU's loop owns a single-threaded runtime: a media packet is
     /// received, forwarded and sent without any hand-over between threads,

@@ -17,10 +17,8 @@ use std::net::SocketAddr;
 use bedside_sfu::endpoint::{Endpoint, Event, PeerId, RtcpFeedback};
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use rtc::sdp::extmap::TRANSPORT_CC_URI;
 use tokio::sync::oneshot;
-
-const TRANSPORT_CC_URI: &str =
-    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 
 use support::{DEADLINE, Remote, vp8};
 
@@ -250,7 +248,9 @@ async fn answered_congestion_feedback(feedback: RtcpFeedback) -> Vec<String> {
 
 /// Calls get transport-wide congestion feedback (browsers' bandwidth
 /// estimates depend on it); the setting for measuring the engine without
-/// RTCP feedback declines it.
+/// RTCP feedback declines it. (Only this part of the setting shows in the
+/// SDP: NACK is answered as the codec offers it either way, and reports
+/// are not negotiated.)
 #[tokio::test]
 async fn congestion_feedback_is_answered_unless_switched_off_for_measurement() {
     let on = answered_congestion_feedback(RtcpFeedback::On).await;

@@ -12,7 +12,8 @@
 # BEDSIDE_ONLY=1 leaves Janus out (quicker, for comparing changes to Bedside).
 # ENGINE_FLOOR=1 runs Bedside with `visits.rtcp_feedback = false` (no NACK,
 # RTCP reports or congestion feedback): what the SFU engine costs without
-# them, to compare with a run without it (docs/sfu-engine-notes.md §7).
+# them, to compare with ordinary runs alternated with it
+# (docs/sfu-engine-notes.md §7).
 # KEEP=1 keeps the work directory (logs, the JSON report); PROFILE=1 samples
 # the bedside process with perf for 20 s of the first Bedside window and
 # prints its hottest functions (needs linux-perf).

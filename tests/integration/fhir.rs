@@ -268,33 +268,15 @@ async fn every_resource_bedside_serves_passes_the_independent_validator() {
         .await
         .2,
     ];
-    let practitioner = &entries(&documents[3])[0]["id"];
-    documents.push(
-        get(
-            &app,
-            &format!("/Practitioner/{}", practitioner.as_str().unwrap()),
-            admin,
-        )
-        .await,
-    );
-    let consent = &entries(&documents[12])[0]["id"];
-    documents.push(
-        get(
-            &app,
-            &format!("/Consent/{}", consent.as_str().unwrap()),
-            admin,
-        )
-        .await,
-    );
-    let audit = &entries(&documents[15])[0]["id"];
-    documents.push(
-        get(
-            &app,
-            &format!("/AuditEvent/{}", audit.as_str().unwrap()),
-            admin,
-        )
-        .await,
-    );
+    // One read of each type found only through a search above (by the
+    // search's place in `documents`; reads are appended behind them).
+    for (resource, search) in [("Practitioner", 3), ("Consent", 12), ("AuditEvent", 15)] {
+        let id = entries(&documents[search])[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        documents.push(get(&app, &format!("/{resource}/{id}"), admin).await);
+    }
     for observation in entries(&documents[10]) {
         let id = observation["id"].as_str().unwrap();
         let read = get(&app, &format!("/Observation/{id}"), admin).await;

@@ -151,13 +151,16 @@ async fn readings_are_stored_once_bad_ones_rejected_and_nothing_lost_while_away(
         r#"[{{"bt":{t},"n":"body_temperature","u":"Cel","v":37.1,"t":5}},{{"n":"heart_rate","u":"furlong","v":70,"t":5}}]"#
     );
     assert!(publish(port, &user, &password, &topic, &mixed).await);
+    // Counted once its commit has returned, a moment after the rows show.
+    let stored = settings.metrics.readings_stored.clone();
     wait_for(
         "the mixed pack to be handled",
         Duration::from_secs(20),
         || {
-            let db = db.clone();
+            let (db, stored) = (db.clone(), stored.get());
             async move {
-                (count(&db, "SELECT count(*) FROM rejected_messages").await >= 2).then_some(())
+                (count(&db, "SELECT count(*) FROM rejected_messages").await >= 2 && stored >= 3)
+                    .then_some(())
             }
         },
     )
@@ -474,10 +477,24 @@ async fn gateways_in_a_shared_group_split_the_stream_and_store_each_reading_once
     })
     .await;
     deliver(&db, broker.port, &device, &packs).await;
-    let (a, b) = (
-        first.metrics.readings_stored.get(),
-        second.metrics.readings_stored.get(),
-    );
+    // A gateway counts its batch once the commit has returned, a moment
+    // after the rows are visible to `deliver`: wait for the counts.
+    let stored = || {
+        (
+            first.metrics.readings_stored.get(),
+            second.metrics.readings_stored.get(),
+        )
+    };
+    wait_for(
+        "both gateways to count what they stored",
+        Duration::from_secs(20),
+        || {
+            let (a, b) = stored();
+            async move { (a + b >= 200).then_some(()) }
+        },
+    )
+    .await;
+    let (a, b) = stored();
     assert_eq!(a + b, 200, "each reading stored by exactly one gateway");
     assert!(a > 0 && b > 0, "the broker split the stream: {a} and {b}");
     for (stop, handle) in [(stop_first, first_handle), (stop_second, second_handle)] {
